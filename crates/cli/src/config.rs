@@ -1,0 +1,110 @@
+use anyhow::Context;
+use clap::Args;
+use mailfleet_core::{Secret, SecretKey};
+use std::net::SocketAddr;
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Postgres connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/mailfleet",
+        global = true
+    )]
+    pub database_url: String,
+    /// RabbitMQ connection URL.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        global = true
+    )]
+    pub amqp_url: String,
+    /// Prefix of the RabbitMQ queues (`<prefix>.sync`, …).
+    #[arg(
+        long,
+        env = "MAILFLEET_QUEUE_PREFIX",
+        default_value = "mailfleet",
+        global = true
+    )]
+    pub queue_prefix: String,
+    /// `text` or `json`.
+    #[arg(
+        long,
+        env = "MAILFLEET_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: String,
+    /// Postgres connections per process.
+    #[arg(
+        long,
+        env = "MAILFLEET_DB_POOL_SIZE",
+        default_value_t = 10,
+        global = true
+    )]
+    pub db_pool_size: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// 32 bytes, base64 (`openssl rand -base64 32`): seals account credentials at rest.
+    #[arg(long, env = "MAILFLEET_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<Secret<String>>,
+}
+
+impl KeyArgs {
+    /// The key, or an error that tells how to make one: the process never runs without it.
+    pub fn key(&self) -> anyhow::Result<SecretKey> {
+        let raw = self.secret_key.as_ref().context(
+            "MAILFLEET_SECRET_KEY is not set: generate one with `openssl rand -base64 32`",
+        )?;
+        Ok(SecretKey::from_base64(raw.expose())?)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CoordinatorArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "MAILFLEET_API_ADDR", default_value = "127.0.0.1:8080")]
+    pub api_addr: SocketAddr,
+    /// Bearer token the API requires.
+    #[arg(
+        long,
+        env = "MAILFLEET_API_TOKEN",
+        default_value = "mailfleet-dev-token",
+        hide_env_values = true
+    )]
+    pub api_token: Secret<String>,
+    /// Seconds between two syncs of an account.
+    #[arg(long, env = "MAILFLEET_SYNC_INTERVAL_SECS", default_value_t = 300)]
+    pub sync_interval_secs: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Jobs one worker runs at once (and its RabbitMQ prefetch).
+    #[arg(long, env = "MAILFLEET_WORKER_SLOTS", default_value_t = 4)]
+    pub slots: u16,
+    /// Messages fetched and committed per batch.
+    #[arg(long, env = "MAILFLEET_SYNC_BATCH", default_value_t = 200)]
+    pub batch: usize,
+    /// PEM file of extra CAs to trust for IMAP/SMTP servers (a private CA).
+    #[arg(long, env = "MAILFLEET_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Messages in the demo mailbox.
+    #[arg(long, default_value_t = 3000)]
+    pub messages: usize,
+    /// Workers to run.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+}

@@ -1,0 +1,121 @@
+//! JSON shapes of the API. Never includes credentials.
+
+use chrono::{DateTime, Utc};
+use mailfleet_store::models::{Account, Folder, User};
+use serde::Serialize;
+use std::collections::HashMap;
+
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub is_admin: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            is_admin: u.is_admin,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    pub host: Option<String>,
+    pub port: Option<i32>,
+    pub encryption: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FolderView {
+    pub name: String,
+    pub role: Option<String>,
+    pub active: bool,
+    pub selectable: bool,
+    pub message_count: i64,
+    pub last_synced_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountView {
+    pub id: i64,
+    pub provider: String,
+    pub kind: String,
+    pub owner_user_id: Option<i64>,
+    pub email: String,
+    pub username: Option<String>,
+    pub imap: EndpointView,
+    pub smtp: EndpointView,
+    pub allow_insecure_cert: bool,
+    pub sync_from: String,
+    pub sync_window_start: DateTime<Utc>,
+    pub create_contacts: bool,
+    pub is_primary: bool,
+    pub state: String,
+    pub disabled_reason: Option<String>,
+    pub last_error: Option<String>,
+    /// `queued` while a sync job is queued or running, else `idle`.
+    pub sync_status: &'static str,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    pub message_count: i64,
+    pub folders: Vec<FolderView>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AccountView {
+    pub fn new(a: Account, folders: Vec<Folder>, counts: &HashMap<i64, i64>) -> Self {
+        let folders: Vec<FolderView> = folders
+            .into_iter()
+            .map(|f| FolderView {
+                message_count: counts.get(&f.id).copied().unwrap_or(0),
+                name: f.name,
+                role: f.role,
+                active: f.active,
+                selectable: f.selectable,
+                last_synced_at: f.last_synced_at,
+            })
+            .collect();
+        Self {
+            id: a.id,
+            provider: a.provider,
+            kind: a.kind,
+            owner_user_id: a.owner_user_id,
+            email: a.email,
+            username: a.username,
+            imap: EndpointView {
+                host: a.imap_host,
+                port: a.imap_port,
+                encryption: a.imap_encryption,
+            },
+            smtp: EndpointView {
+                host: a.smtp_host,
+                port: a.smtp_port,
+                encryption: a.smtp_encryption,
+            },
+            allow_insecure_cert: a.allow_insecure_cert,
+            sync_from: a.sync_from,
+            sync_window_start: a.sync_window_start,
+            create_contacts: a.create_contacts,
+            is_primary: a.is_primary,
+            state: a.state,
+            disabled_reason: a.disabled_reason,
+            last_error: a.last_error,
+            sync_status: if a.sync_queued_at.is_some() {
+                "queued"
+            } else {
+                "idle"
+            },
+            last_synced_at: a.last_synced_at,
+            message_count: folders.iter().map(|f| f.message_count).sum(),
+            folders,
+            created_at: a.created_at,
+        }
+    }
+}

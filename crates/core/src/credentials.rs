@@ -1,0 +1,39 @@
+//! What is sealed in `accounts.credentials`.
+
+use crate::secret::{Secret, SecretError, SecretKey};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Credentials {
+    /// IMAP/SMTP password (the same for both).
+    Password { password: Secret<String> },
+}
+
+impl Credentials {
+    pub fn seal(&self, key: &SecretKey, account_id: i64) -> Vec<u8> {
+        let json = serde_json::to_vec(self).expect("credentials always serialise");
+        key.seal(account_id, &json)
+    }
+
+    pub fn open(key: &SecretKey, account_id: i64, sealed: &[u8]) -> Result<Self, SecretError> {
+        let json = key.open(account_id, sealed)?;
+        serde_json::from_slice(&json).map_err(|_| SecretError::DoesNotOpen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_round_trip_sealed_and_bound_to_the_account() {
+        let key = SecretKey::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+        let c = Credentials::Password {
+            password: Secret::new("s3cret".into()),
+        };
+        let sealed = c.seal(&key, 9);
+        assert_eq!(Credentials::open(&key, 9, &sealed).unwrap(), c);
+        assert!(Credentials::open(&key, 10, &sealed).is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! async-imap and socket errors → `ProviderError`, classified where they arise.
+
+use mailfleet_provider::ProviderError;
+use std::io;
+
+/// An I/O error while connecting: a TLS failure names the certificate problem; everything
+/// else is the network.
+pub fn connect_io(host: &str, port: u16, e: io::Error) -> ProviderError {
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return tls_error(tls);
+    }
+    match e.kind() {
+        io::ErrorKind::TimedOut => ProviderError::Timeout(format!("connecting to {host}:{port}")),
+        _ => ProviderError::Unreachable(format!("{host}:{port}: {e}")),
+    }
+}
+
+pub fn tls_error(e: &rustls::Error) -> ProviderError {
+    match e {
+        rustls::Error::InvalidCertificate(reason) => ProviderError::Tls(format!(
+            "the server's certificate is not trusted ({reason:?}); if this server uses a \
+             self-signed or private certificate, allow a non-secure certificate for the account"
+        )),
+        other => ProviderError::Tls(other.to_string()),
+    }
+}
+
+/// An error from LOGIN. `NO` means the credentials were refused, except for RFC 5530's
+/// `[UNAVAILABLE]`, which is the server's trouble and is retried.
+pub fn login(e: async_imap::error::Error) -> ProviderError {
+    match e {
+        async_imap::error::Error::No(text) => {
+            if text.to_ascii_uppercase().contains("UNAVAILABLE") {
+                ProviderError::Disconnected(format!("server unavailable at login: {text}"))
+            } else {
+                ProviderError::AuthFailed(
+                    "the server refused the user name or password".to_string(),
+                )
+            }
+        }
+        other => command(other),
+    }
+}
+
+/// An error during a command in an authenticated session.
+pub fn command(e: async_imap::error::Error) -> ProviderError {
+    use async_imap::error::Error;
+    match e {
+        Error::Io(io) => match io.kind() {
+            io::ErrorKind::TimedOut => ProviderError::Timeout(io.to_string()),
+            _ => ProviderError::Disconnected(io.to_string()),
+        },
+        Error::ConnectionLost => ProviderError::Disconnected("connection lost".into()),
+        Error::No(t) => ProviderError::Permanent(format!("server said NO: {t}")),
+        Error::Bad(t) => ProviderError::Protocol(format!("server said BAD: {t}")),
+        Error::Parse(p) => ProviderError::Protocol(format!("unparseable response: {p}")),
+        Error::Validate(v) => ProviderError::Permanent(v.to_string()),
+        Error::Append => ProviderError::Permanent("APPEND refused".into()),
+        other => ProviderError::Protocol(other.to_string()),
+    }
+}
+
+pub fn timeout(what: &str) -> ProviderError {
+    ProviderError::Timeout(what.to_string())
+}

@@ -1,0 +1,13 @@
+//! The IMAP provider: async-imap over TCP, STARTTLS or implicit TLS (rustls, verified unless
+//! the account allows a non-secure certificate).
+
+mod connect;
+mod errors;
+mod session;
+mod stream;
+pub mod tls;
+mod uidset;
+
+pub use connect::{ImapSettings, connect};
+pub use session::ImapSession;
+pub use tls::TlsTrust;

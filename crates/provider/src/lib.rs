@@ -1,0 +1,131 @@
+//! What every mail provider (IMAP, Gmail, Microsoft Graph) offers the sync engine, and the
+//! types they exchange. A provider knows nothing of Postgres or RabbitMQ.
+//!
+//! The sync engine asks a [`MailSession`] for the folder list, then, folder by folder, for
+//! [`ChangeBatch`]es that start at a stored [`FolderCursor`]. Each batch carries the cursor to
+//! store with it, so that a crash resumes after the last committed batch. The cursor is
+//! provider-shaped: IMAP's UIDVALIDITY/UIDNEXT/HIGHESTMODSEQ, Gmail's historyId, Graph's
+//! deltaLink.
+
+mod error;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use error::{ErrorClass, ProviderError};
+
+/// The special use of a folder (RFC 6154), or Gmail/Graph's equivalent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FolderRole {
+    Inbox,
+    Sent,
+    Drafts,
+    Trash,
+    Junk,
+    Archive,
+    All,
+    Flagged,
+}
+
+impl FolderRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FolderRole::Inbox => "inbox",
+            FolderRole::Sent => "sent",
+            FolderRole::Drafts => "drafts",
+            FolderRole::Trash => "trash",
+            FolderRole::Junk => "junk",
+            FolderRole::Archive => "archive",
+            FolderRole::All => "all",
+            FolderRole::Flagged => "flagged",
+        }
+    }
+
+    /// Folders the first sync leaves out by default (the spec: skip Trash and Spam/Junk;
+    /// drafts are not synced).
+    pub fn skipped_by_default(self) -> bool {
+        matches!(
+            self,
+            FolderRole::Trash | FolderRole::Junk | FolderRole::Drafts
+        )
+    }
+}
+
+/// A folder (IMAP mailbox, Gmail label, Graph mailFolder) as the server lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFolder {
+    /// The name the server knows it by (IMAP: the full path; Gmail/Graph: the display path).
+    pub name: String,
+    /// Provider id where the server gives stable ids (Gmail label id, Graph folder id,
+    /// IMAP MAILBOXID); `None` for plain IMAP.
+    pub remote_id: Option<String>,
+    pub delimiter: Option<String>,
+    pub role: Option<FolderRole>,
+    pub selectable: bool,
+}
+
+/// Where a folder's sync stands. `Initial` means nothing was synced yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FolderCursor {
+    Initial,
+    Imap {
+        uidvalidity: u32,
+        uidnext: u32,
+        highestmodseq: Option<u64>,
+    },
+    Gmail {
+        history_id: u64,
+    },
+    Graph {
+        delta_link: String,
+    },
+}
+
+/// A message as fetched: the raw RFC 5322 bytes and what the server knows of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedMessage {
+    /// Unique within the folder (IMAP: "uidvalidity:uid").
+    pub remote_id: String,
+    pub imap_uid: Option<u32>,
+    /// IMAP system flags and keywords (`\Seen`, `\Flagged`, …); Gmail/Graph map to these.
+    pub flags: Vec<String>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub raw: Vec<u8>,
+}
+
+/// One step of a folder's sync: the new messages and the cursor to store with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeBatch {
+    pub new_messages: Vec<FetchedMessage>,
+    pub next_cursor: FolderCursor,
+    /// More batches follow for this folder in this sync.
+    pub more: bool,
+}
+
+/// What the sync may fetch: nothing received before `since`, at most `max_messages` and
+/// about `max_bytes` per batch (a batch is committed as one transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    pub since: DateTime<Utc>,
+    pub max_messages: usize,
+    pub max_bytes: usize,
+}
+
+/// An authenticated session with one account's mail service.
+#[async_trait]
+pub trait MailSession: Send {
+    /// Every folder the account has, selectable or not.
+    async fn list_folders(&mut self) -> Result<Vec<RemoteFolder>, ProviderError>;
+
+    /// The next batch of changes in `folder` after `cursor`. Calling again with the returned
+    /// cursor continues; a batch with `more == false` ends the folder's sync.
+    async fn next_changes(
+        &mut self,
+        folder: &RemoteFolder,
+        cursor: &FolderCursor,
+        limits: FetchLimits,
+    ) -> Result<ChangeBatch, ProviderError>;
+
+    /// Ends the session politely (IMAP LOGOUT); errors are of no interest at that point.
+    async fn close(self: Box<Self>);
+}

@@ -1,0 +1,271 @@
+//! RabbitMQ through lapin: the project's queues (declared idempotently at start), publishing
+//! with publisher confirms and `mandatory`, and channels for consuming with manual acks.
+
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use mailfleet_core::{Job, JobEnvelope};
+
+pub use lapin::Consumer;
+pub use lapin::message::Delivery;
+pub use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions,
+};
+
+/// How often a job may be delivered before the broker dead-letters it.
+pub const DELIVERY_LIMIT: i64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker did not confirm the publish of job {0}")]
+    NotConfirmed(String),
+    #[error("job {0} could not be routed to a queue")]
+    Unroutable(String),
+}
+
+/// The names of the project's queues under one prefix (tests use their own prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueNames {
+    pub sync: String,
+    pub refresh: String,
+    pub send: String,
+    pub dead: String,
+    pub dead_letter_exchange: String,
+}
+
+impl QueueNames {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            sync: format!("{prefix}.sync"),
+            refresh: format!("{prefix}.refresh_folders"),
+            send: format!("{prefix}.send"),
+            dead: format!("{prefix}.dead"),
+            dead_letter_exchange: format!("{prefix}.dlx"),
+        }
+    }
+
+    pub fn for_job(&self, job: &Job) -> &str {
+        match job {
+            Job::SyncAccount { .. } => &self.sync,
+            Job::RefreshFolders { .. } => &self.refresh,
+            Job::SendMessage { .. } => &self.send,
+        }
+    }
+
+    fn work_queues(&self) -> [&str; 3] {
+        [&self.sync, &self.refresh, &self.send]
+    }
+}
+
+/// A connection to RabbitMQ with a confirming publish channel.
+pub struct Broker {
+    conn: Connection,
+    publish: Channel,
+    names: QueueNames,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Connects and declares the topology (idempotent: declaring what exists is a no-op).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
+        let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+        let publish = conn.create_channel().await?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let names = QueueNames::new(prefix);
+        declare_topology(&publish, &names).await?;
+        Ok(Self {
+            conn,
+            publish,
+            names,
+        })
+    }
+
+    pub fn names(&self) -> &QueueNames {
+        &self.names
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn.status().connected()
+    }
+
+    /// Publishes a persistent job and waits for the broker's confirm. `mandatory` turns an
+    /// unroutable publish into an error instead of a silent drop.
+    pub async fn publish(&self, envelope: &JobEnvelope) -> Result<(), QueueError> {
+        let queue = self.names.for_job(&envelope.job);
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(envelope.job_id.to_string().into())
+            .with_type(envelope.job.kind().into());
+        let confirm = self
+            .publish
+            .basic_publish(
+                ShortString::from(""),
+                ShortString::from(queue),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &envelope.to_bytes(),
+                props,
+            )
+            .await?
+            .await?;
+        match confirm {
+            lapin::Confirmation::Ack(None) => Ok(()),
+            lapin::Confirmation::Ack(Some(_)) => {
+                Err(QueueError::Unroutable(envelope.job_id.to_string()))
+            }
+            _ => Err(QueueError::NotConfirmed(envelope.job_id.to_string())),
+        }
+    }
+
+    /// A channel for consuming with at most `prefetch` unacked deliveries.
+    pub async fn consumer_channel(&self, prefetch: u16) -> Result<Channel, QueueError> {
+        let ch = self.conn.create_channel().await?;
+        ch.basic_qos(prefetch, BasicQosOptions { global: false })
+            .await?;
+        Ok(ch)
+    }
+
+    /// One delivery from `queue`, if any (manual ack); lets tests drive a worker step by step.
+    pub async fn get(channel: &Channel, queue: &str) -> Result<Option<Delivery>, QueueError> {
+        Ok(channel
+            .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: false })
+            .await?
+            .map(|m| m.delivery))
+    }
+
+    /// Messages ready in `queue`.
+    pub async fn ready_count(&self, queue: &str) -> Result<u32, QueueError> {
+        let q = self
+            .publish
+            .queue_declare(
+                ShortString::from(queue),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(q.message_count())
+    }
+
+    /// Deletes this prefix's queues and exchange (tests clean up with it).
+    pub async fn delete_topology(&self) -> Result<(), QueueError> {
+        for q in self
+            .names
+            .work_queues()
+            .into_iter()
+            .chain([self.names.dead.as_str()])
+        {
+            self.publish
+                .queue_delete(ShortString::from(q), QueueDeleteOptions::default())
+                .await?;
+        }
+        self.publish
+            .exchange_delete(
+                ShortString::from(self.names.dead_letter_exchange.as_str()),
+                ExchangeDeleteOptions::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        let _ = self.conn.close(200, ShortString::from("bye")).await;
+    }
+}
+
+/// Quorum queues with an explicit delivery limit, dead-lettering into `<prefix>.dead`.
+async fn declare_topology(ch: &Channel, names: &QueueNames) -> Result<(), QueueError> {
+    ch.exchange_declare(
+        ShortString::from(names.dead_letter_exchange.as_str()),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await?;
+    let mut dead_args = FieldTable::default();
+    dead_args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare(
+        ShortString::from(names.dead.as_str()),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        dead_args,
+    )
+    .await?;
+    ch.queue_bind(
+        ShortString::from(names.dead.as_str()),
+        ShortString::from(names.dead_letter_exchange.as_str()),
+        ShortString::from(""),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    for q in names.work_queues() {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(names.dead_letter_exchange.as_str().into()),
+        );
+        ch.queue_declare(
+            ShortString::from(q),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_route_to_their_queue_under_the_prefix() {
+        let n = QueueNames::new("t1");
+        assert_eq!(n.for_job(&Job::SyncAccount { account_id: 1 }), "t1.sync");
+        assert_eq!(
+            n.for_job(&Job::RefreshFolders { account_id: 1 }),
+            "t1.refresh_folders"
+        );
+        assert_eq!(n.for_job(&Job::SendMessage { outgoing_id: 1 }), "t1.send");
+    }
+}

@@ -1,0 +1,181 @@
+use crate::models::{Account, NewAccount};
+use crate::schema::accounts;
+use crate::{Conn, StoreError};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::RunQueryDsl;
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// Reserves an id first, because the sealed credentials are bound to it.
+pub async fn next_id(conn: &mut Conn) -> Result<i64, StoreError> {
+    let row: IdRow = diesel::sql_query("SELECT nextval('accounts_id_seq') AS id")
+        .get_result(conn)
+        .await?;
+    Ok(row.id)
+}
+
+pub async fn get(conn: &mut Conn, id: i64) -> Result<Account, StoreError> {
+    accounts::table
+        .find(id)
+        .select(Account::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(StoreError::NotFound {
+            what: "account",
+            id,
+        })
+}
+
+pub async fn list(conn: &mut Conn, owner_user_id: Option<i64>) -> Result<Vec<Account>, StoreError> {
+    let mut q = accounts::table.select(Account::as_select()).into_boxed();
+    if let Some(owner) = owner_user_id {
+        q = q.filter(accounts::owner_user_id.eq(owner));
+    }
+    Ok(q.order((accounts::is_primary.desc(), accounts::id))
+        .load(conn)
+        .await?)
+}
+
+/// A sync job whose worker never reported back within this long is treated as lost.
+pub const STALE_CLAIM_SECS: i64 = 15 * 60;
+
+/// Marks due accounts as queued and returns them, in one statement, so that concurrent
+/// coordinators never publish the same account twice and an account whose job is still queued
+/// or running is skipped. Due = active, no live claim, and either a sync was requested or the
+/// last attempt is older than `interval_secs`.
+pub async fn claim_due(
+    conn: &mut Conn,
+    interval_secs: i64,
+    limit: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let rows: Vec<IdRow> = diesel::sql_query(
+        "UPDATE accounts SET sync_queued_at = now(), sync_requested = FALSE
+         WHERE id IN (
+             SELECT id FROM accounts
+             WHERE state = 'active'
+               AND (sync_queued_at IS NULL OR sync_queued_at < now() - $3 * interval '1 second')
+               AND (sync_requested
+                    OR last_sync_attempt_at IS NULL
+                    OR last_sync_attempt_at <= now() - $1 * interval '1 second')
+             ORDER BY sync_requested DESC, last_sync_attempt_at NULLS FIRST
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
+    .bind::<BigInt, _>(interval_secs)
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(STALE_CLAIM_SECS)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Claims one account now (an API "sync now" or a new account); false when its job is already
+/// queued or running, or the account is disabled. A request that finds a live claim is kept
+/// (`sync_requested`), so the scheduler runs one more sync after the current one.
+pub async fn claim_now(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
+    let claimed: Vec<IdRow> = diesel::sql_query(
+        "UPDATE accounts SET sync_queued_at = now(), sync_requested = FALSE
+         WHERE id = $1 AND state = 'active'
+           AND (sync_queued_at IS NULL OR sync_queued_at < now() - $2 * interval '1 second')
+         RETURNING id",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<BigInt, _>(STALE_CLAIM_SECS)
+    .load(conn)
+    .await?;
+    if claimed.is_empty() {
+        diesel::update(accounts::table.find(id))
+            .filter(accounts::state.eq("active"))
+            .set(accounts::sync_requested.eq(true))
+            .execute(conn)
+            .await?;
+    }
+    Ok(!claimed.is_empty())
+}
+
+/// Undoes a claim whose job could not be published, keeping the request.
+pub async fn release_claim(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
+    diesel::update(accounts::table.find(id))
+        .set((
+            accounts::sync_queued_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+            accounts::sync_requested.eq(true),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records the end of a sync attempt and frees the account for the scheduler.
+pub async fn finish_sync(conn: &mut Conn, id: i64, error: Option<&str>) -> Result<(), StoreError> {
+    let now = diesel::dsl::now;
+    let q = diesel::update(accounts::table.find(id));
+    match error {
+        None => {
+            q.set((
+                accounts::sync_queued_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+                accounts::last_sync_attempt_at.eq(now),
+                accounts::last_synced_at.eq(now),
+                accounts::last_error.eq(None::<String>),
+            ))
+            .execute(conn)
+            .await?
+        }
+        Some(err) => {
+            q.set((
+                accounts::sync_queued_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+                accounts::last_sync_attempt_at.eq(now),
+                accounts::last_error.eq(err),
+            ))
+            .execute(conn)
+            .await?
+        }
+    };
+    Ok(())
+}
+
+/// Disables an account (e.g. its credentials were refused); no job touches it afterwards.
+pub async fn disable(
+    conn: &mut Conn,
+    id: i64,
+    reason: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "UPDATE accounts SET state = 'disabled', disabled_reason = $2, last_error = $3,
+                sync_queued_at = NULL, last_sync_attempt_at = now()
+         WHERE id = $1",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Text, _>(reason)
+    .bind::<Text, _>(message)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts an account and the folders the user chose as active, in one transaction.
+pub async fn create(
+    conn: &mut Conn,
+    new: &NewAccount,
+    active_folders: &[String],
+) -> Result<Account, StoreError> {
+    use diesel_async::AsyncConnection;
+    let conn: &mut diesel_async::AsyncPgConnection = conn;
+    conn.transaction(async |tx| {
+        let account: Account = diesel::insert_into(accounts::table)
+            .values(new)
+            .returning(Account::as_returning())
+            .get_result(tx)
+            .await?;
+        crate::folders::insert_chosen(tx, account.id, active_folders).await?;
+        Ok::<_, StoreError>(account)
+    })
+    .await
+}

@@ -1,0 +1,137 @@
+use crate::models::Folder;
+use crate::schema::{folders, messages};
+use crate::{Conn, StoreError};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::RunQueryDsl;
+use std::collections::HashMap;
+
+/// A folder as the server lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFolder {
+    pub name: String,
+    pub delimiter: Option<String>,
+    pub role: Option<String>,
+    pub selectable: bool,
+    /// Whether a folder seen for the first time starts active.
+    pub active_if_new: bool,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = folders)]
+struct NewFolder<'a> {
+    account_id: i64,
+    name: &'a str,
+    delimiter: Option<&'a str>,
+    role: Option<&'a str>,
+    active: bool,
+    selectable: bool,
+}
+
+/// Inserts folders seen for the first time and refreshes what the server says of known ones;
+/// the user's choice of active folders is kept.
+pub async fn upsert_listed(
+    conn: &mut Conn,
+    account_id: i64,
+    listed: &[ListedFolder],
+) -> Result<Vec<Folder>, StoreError> {
+    let rows: Vec<NewFolder<'_>> = listed
+        .iter()
+        .map(|f| NewFolder {
+            account_id,
+            name: &f.name,
+            delimiter: f.delimiter.as_deref(),
+            role: f.role.as_deref(),
+            active: f.active_if_new && f.selectable,
+            selectable: f.selectable,
+        })
+        .collect();
+    if !rows.is_empty() {
+        diesel::insert_into(folders::table)
+            .values(&rows)
+            .on_conflict((folders::account_id, folders::name))
+            .do_update()
+            .set((
+                folders::delimiter.eq(excluded(folders::delimiter)),
+                folders::role.eq(excluded(folders::role)),
+                folders::selectable.eq(excluded(folders::selectable)),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    list(conn, account_id).await
+}
+
+pub async fn list(conn: &mut Conn, account_id: i64) -> Result<Vec<Folder>, StoreError> {
+    Ok(folders::table
+        .filter(folders::account_id.eq(account_id))
+        .select(Folder::as_select())
+        .order(folders::name)
+        .load(conn)
+        .await?)
+}
+
+/// Stored messages per folder id.
+pub async fn message_counts(
+    conn: &mut Conn,
+    account_id: i64,
+) -> Result<HashMap<i64, i64>, StoreError> {
+    let rows: Vec<(i64, i64)> = messages::table
+        .filter(messages::account_id.eq(account_id))
+        .group_by(messages::folder_id)
+        .select((messages::folder_id, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The stored sync position of a folder; every field is written as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset)]
+#[diesel(table_name = folders, treat_none_as_null = true)]
+pub struct CursorUpdate {
+    pub uidvalidity: Option<i64>,
+    pub uidnext: Option<i64>,
+    pub highestmodseq: Option<i64>,
+    pub history_id: Option<String>,
+    pub delta_link: Option<String>,
+}
+
+pub async fn save_cursor(
+    conn: &mut diesel_async::AsyncPgConnection,
+    folder_id: i64,
+    cursor: &CursorUpdate,
+) -> Result<(), StoreError> {
+    diesel::update(folders::table.find(folder_id))
+        .set((cursor, folders::last_synced_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Folders the user picked when connecting, before the server was listed: stored active, so
+/// the first listing keeps them active and leaves the rest inactive.
+pub async fn insert_chosen(
+    conn: &mut diesel_async::AsyncPgConnection,
+    account_id: i64,
+    names: &[String],
+) -> Result<(), StoreError> {
+    let rows: Vec<NewFolder<'_>> = names
+        .iter()
+        .map(|n| NewFolder {
+            account_id,
+            name: n,
+            delimiter: None,
+            role: None,
+            active: true,
+            selectable: true,
+        })
+        .collect();
+    if !rows.is_empty() {
+        diesel::insert_into(folders::table)
+            .values(&rows)
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}

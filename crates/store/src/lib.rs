@@ -1,0 +1,81 @@
+//! Postgres through diesel-async: the schema, the rows and every query mailfleet makes.
+//! Callers get typed rows and `StoreError`; SQL stays in this crate.
+
+pub mod accounts;
+pub mod contacts;
+pub mod folders;
+pub mod messages;
+mod migrate;
+pub mod models;
+pub mod schema;
+pub mod sync_runs;
+pub mod users;
+
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+
+pub use migrate::{ensure_database, run_migrations};
+
+pub type Conn = Object<AsyncPgConnection>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: i64 },
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// Connection trouble, as opposed to a query the database refused.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// A pool of connections to one database.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Builds the pool; connections are opened lazily, so this does not fail when the database
+    /// is down (readiness reports that).
+    pub fn connect(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let mgr = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+        let pool = Pool::builder(mgr)
+            .max_size(max_connections)
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    pub async fn conn(&self) -> Result<Conn, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// `SELECT 1`: for readiness probes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        use diesel_async::RunQueryDsl;
+        let mut c = self.conn().await?;
+        diesel::sql_query("SELECT 1").execute(&mut c).await?;
+        Ok(())
+    }
+}

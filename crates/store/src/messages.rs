@@ -1,0 +1,128 @@
+use crate::folders::{CursorUpdate, save_cursor};
+use crate::models::{AddressEntry, NewMessage, NewMessageAddress};
+use crate::schema::{message_addresses, messages};
+use crate::{Conn, StoreError};
+use diesel::sql_types::{Array, BigInt, Bool, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use std::collections::HashMap;
+
+/// What the batch belongs to, for contact creation.
+#[derive(Debug, Clone)]
+pub struct BatchOwner {
+    pub account_id: i64,
+    pub folder_id: i64,
+    /// The account's own addresses: never made into contacts.
+    pub own_addresses: Vec<String>,
+    pub create_contacts: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub inserted: usize,
+    pub contacts_created: usize,
+    pub contact_links: usize,
+}
+
+// Postgres takes at most 65,535 bind parameters; a message row has 20 columns.
+const MESSAGE_ROWS_PER_INSERT: usize = 1_000;
+const ADDRESS_ROWS_PER_INSERT: usize = 10_000;
+
+/// Stores a batch of fetched messages and moves the folder's cursor past them, in one
+/// transaction: either both happen or neither, so a crash re-fetches the batch and the unique
+/// (folder_id, remote_id) key drops what is already there.
+pub async fn store_batch(
+    conn: &mut Conn,
+    owner: &BatchOwner,
+    batch: Vec<(NewMessage, Vec<AddressEntry>)>,
+    cursor: &CursorUpdate,
+) -> Result<BatchOutcome, StoreError> {
+    let conn: &mut AsyncPgConnection = conn;
+    conn.transaction(async |tx| {
+        let mut addresses_by_remote: HashMap<String, Vec<AddressEntry>> = HashMap::new();
+        let mut rows = Vec::with_capacity(batch.len());
+        for (msg, addrs) in batch {
+            addresses_by_remote.insert(msg.remote_id.clone(), addrs);
+            rows.push(msg);
+        }
+        let mut inserted: Vec<(i64, String)> = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(MESSAGE_ROWS_PER_INSERT) {
+            let ids: Vec<(i64, String)> = diesel::insert_into(messages::table)
+                .values(chunk)
+                .on_conflict((messages::folder_id, messages::remote_id))
+                .do_nothing()
+                .returning((messages::id, messages::remote_id))
+                .get_results(tx)
+                .await?;
+            inserted.extend(ids);
+        }
+
+        let mut addr_rows = Vec::new();
+        for (id, remote) in &inserted {
+            for a in addresses_by_remote.get(remote).into_iter().flatten() {
+                addr_rows.push(NewMessageAddress {
+                    message_id: *id,
+                    field: a.field,
+                    position: a.position,
+                    name: a.name.as_deref(),
+                    email: &a.email,
+                });
+            }
+        }
+        for chunk in addr_rows.chunks(ADDRESS_ROWS_PER_INSERT) {
+            diesel::insert_into(message_addresses::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(tx)
+                .await?;
+        }
+
+        let ids: Vec<i64> = inserted.iter().map(|(id, _)| *id).collect();
+        let (contacts_created, contact_links) = link_contacts(tx, owner, &ids).await?;
+        save_cursor(tx, owner.folder_id, cursor).await?;
+        Ok::<_, StoreError>(BatchOutcome {
+            inserted: ids.len(),
+            contacts_created,
+            contact_links,
+        })
+    })
+    .await
+}
+
+/// Creates contacts for unknown senders (when the account asks for it, never for the
+/// account's own addresses) and links the messages to every contact named in from, to, cc or
+/// bcc. `ON CONFLICT` makes two workers racing on one new address create a single contact.
+async fn link_contacts(
+    tx: &mut AsyncPgConnection,
+    owner: &BatchOwner,
+    message_ids: &[i64],
+) -> Result<(usize, usize), StoreError> {
+    if message_ids.is_empty() {
+        return Ok((0, 0));
+    }
+    let created = diesel::sql_query(
+        "INSERT INTO contacts (email, name, created_by_account_id)
+         SELECT DISTINCT ON (ma.email) ma.email, NULLIF(btrim(ma.name), ''), $2
+         FROM message_addresses ma
+         WHERE $4 AND ma.message_id = ANY($1) AND ma.field = 'from'
+           AND ma.email <> ALL($3)
+         ORDER BY ma.email, ma.name NULLS LAST
+         ON CONFLICT (email) DO NOTHING",
+    )
+    .bind::<Array<BigInt>, _>(message_ids)
+    .bind::<BigInt, _>(owner.account_id)
+    .bind::<Array<Text>, _>(&owner.own_addresses)
+    .bind::<Bool, _>(owner.create_contacts)
+    .execute(tx)
+    .await?;
+    let links = diesel::sql_query(
+        "INSERT INTO message_contacts (message_id, contact_id)
+         SELECT DISTINCT ma.message_id, c.id
+         FROM message_addresses ma JOIN contacts c ON c.email = ma.email
+         WHERE ma.message_id = ANY($1) AND ma.field IN ('from', 'to', 'cc', 'bcc')
+         ON CONFLICT DO NOTHING",
+    )
+    .bind::<Array<BigInt>, _>(message_ids)
+    .execute(tx)
+    .await?;
+    Ok((created, links))
+}

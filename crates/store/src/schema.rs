@@ -1,0 +1,174 @@
+// Mirrors migrations/; keep in step with them (a test in the store crate compares the two
+// through information_schema, so a drift fails CI).
+
+diesel::table! {
+    users (id) {
+        id -> Int8,
+        email -> Text,
+        name -> Nullable<Text>,
+        is_admin -> Bool,
+        signature_text -> Nullable<Text>,
+        signature_html -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    contacts (id) {
+        id -> Int8,
+        email -> Text,
+        name -> Nullable<Text>,
+        created_by_account_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    accounts (id) {
+        id -> Int8,
+        provider -> Text,
+        kind -> Text,
+        owner_user_id -> Nullable<Int8>,
+        email -> Text,
+        username -> Nullable<Text>,
+        credentials -> Bytea,
+        imap_host -> Nullable<Text>,
+        imap_port -> Nullable<Int4>,
+        imap_encryption -> Nullable<Text>,
+        smtp_host -> Nullable<Text>,
+        smtp_port -> Nullable<Int4>,
+        smtp_encryption -> Nullable<Text>,
+        allow_insecure_cert -> Bool,
+        sync_from -> Text,
+        sync_window_start -> Timestamptz,
+        create_contacts -> Bool,
+        is_primary -> Bool,
+        state -> Text,
+        disabled_reason -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        last_synced_at -> Nullable<Timestamptz>,
+        last_sync_attempt_at -> Nullable<Timestamptz>,
+        sync_queued_at -> Nullable<Timestamptz>,
+        sync_requested -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    folders (id) {
+        id -> Int8,
+        account_id -> Int8,
+        name -> Text,
+        delimiter -> Nullable<Text>,
+        role -> Nullable<Text>,
+        active -> Bool,
+        selectable -> Bool,
+        uidvalidity -> Nullable<Int8>,
+        uidnext -> Nullable<Int8>,
+        highestmodseq -> Nullable<Int8>,
+        history_id -> Nullable<Text>,
+        delta_link -> Nullable<Text>,
+        last_synced_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Int8,
+        account_id -> Int8,
+        folder_id -> Int8,
+        remote_id -> Text,
+        imap_uid -> Nullable<Int8>,
+        message_id -> Nullable<Text>,
+        in_reply_to -> Nullable<Text>,
+        reference_ids -> Array<Text>,
+        thread_key -> Text,
+        subject -> Nullable<Text>,
+        from_name -> Nullable<Text>,
+        from_email -> Nullable<Text>,
+        sent_at -> Nullable<Timestamptz>,
+        received_at -> Nullable<Timestamptz>,
+        size_bytes -> Int8,
+        flags -> Array<Text>,
+        text_body -> Nullable<Text>,
+        html_body -> Nullable<Text>,
+        attachments -> Jsonb,
+        content_sha256 -> Bytea,
+        parse_problem -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    message_addresses (message_id, field, position) {
+        message_id -> Int8,
+        field -> Text,
+        position -> Int4,
+        name -> Nullable<Text>,
+        email -> Text,
+    }
+}
+
+diesel::table! {
+    message_contacts (message_id, contact_id) {
+        message_id -> Int8,
+        contact_id -> Int8,
+    }
+}
+
+diesel::table! {
+    outgoing_messages (id) {
+        id -> Int8,
+        account_id -> Int8,
+        idempotency_key -> Text,
+        status -> Text,
+        message_id -> Text,
+        to_addrs -> Jsonb,
+        cc_addrs -> Jsonb,
+        bcc_addrs -> Jsonb,
+        subject -> Nullable<Text>,
+        text_body -> Nullable<Text>,
+        html_body -> Nullable<Text>,
+        in_reply_to_message -> Nullable<Int8>,
+        server_reply -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sync_runs (id) {
+        id -> Int8,
+        account_id -> Int8,
+        job_id -> Nullable<Uuid>,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        outcome -> Nullable<Text>,
+        messages_added -> Int8,
+        bytes_fetched -> Int8,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(accounts -> users (owner_user_id));
+diesel::joinable!(folders -> accounts (account_id));
+diesel::joinable!(messages -> accounts (account_id));
+diesel::joinable!(messages -> folders (folder_id));
+diesel::joinable!(message_addresses -> messages (message_id));
+diesel::joinable!(message_contacts -> messages (message_id));
+diesel::joinable!(message_contacts -> contacts (contact_id));
+diesel::joinable!(outgoing_messages -> accounts (account_id));
+diesel::joinable!(sync_runs -> accounts (account_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    contacts,
+    accounts,
+    folders,
+    messages,
+    message_addresses,
+    message_contacts,
+    outgoing_messages,
+    sync_runs,
+);

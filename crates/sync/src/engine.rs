@@ -1,0 +1,167 @@
+use crate::{cursor, parse};
+use chrono::Utc;
+use mailfleet_provider::{
+    ErrorClass, FetchLimits, FolderRole, MailSession, ProviderError, RemoteFolder,
+};
+use mailfleet_store::folders::{self, ListedFolder};
+use mailfleet_store::messages::{self, BatchOwner};
+use mailfleet_store::models::Account;
+use mailfleet_store::{Store, StoreError};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SyncOptions {
+    /// Messages fetched and committed together.
+    pub batch_messages: usize,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            batch_messages: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub folders_synced: usize,
+    pub messages_added: usize,
+    pub bytes_fetched: u64,
+    pub contacts_created: usize,
+    pub contact_links: usize,
+    /// Folders that failed with a permanent error, with the error; the others were synced.
+    pub failed_folders: Vec<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Syncs every active folder of `account` through `session`. A folder that fails with a
+/// permanent error is reported and skipped; authentication, network and database errors end
+/// the sync (the caller decides to retry or disable).
+pub async fn sync_account(
+    store: &Store,
+    session: &mut dyn MailSession,
+    account: &Account,
+    options: SyncOptions,
+) -> Result<SyncReport, SyncError> {
+    let mut report = SyncReport::default();
+    let remote = session.list_folders().await?;
+    let mut conn = store.conn().await?;
+    let known = folders::list(&mut conn, account.id).await?;
+    // The first listing picks the default active folders, unless the user chose some when
+    // connecting the account; folders that appear later start inactive.
+    let first_listing = known.is_empty();
+    let listed: Vec<ListedFolder> = remote
+        .iter()
+        .map(|f| ListedFolder {
+            name: f.name.clone(),
+            delimiter: f.delimiter.clone(),
+            role: f.role.map(|r| r.as_str().to_owned()),
+            selectable: f.selectable,
+            active_if_new: first_listing && !f.role.is_some_and(FolderRole::skipped_by_default),
+        })
+        .collect();
+    let mut stored = folders::upsert_listed(&mut conn, account.id, &listed).await?;
+    drop(conn);
+
+    // INBOX first: users judge a sync by their newest mail.
+    stored.sort_by_key(|f| (f.role.as_deref() != Some("inbox"), f.name.clone()));
+    let owner_addresses = vec![account.email.to_lowercase()];
+    for folder in stored.iter().filter(|f| f.active && f.selectable) {
+        let Some(remote_folder) = remote.iter().find(|r| r.name == folder.name) else {
+            continue; // chosen, but not on the server (any more)
+        };
+        let owner = BatchOwner {
+            account_id: account.id,
+            folder_id: folder.id,
+            own_addresses: owner_addresses.clone(),
+            create_contacts: account.create_contacts,
+        };
+        match sync_folder(
+            store,
+            session,
+            account,
+            remote_folder,
+            folder,
+            &owner,
+            options,
+            &mut report,
+        )
+        .await
+        {
+            Ok(()) => report.folders_synced += 1,
+            Err(SyncError::Provider(e)) if e.class() == ErrorClass::Permanent => {
+                tracing::warn!(account_id = account.id, folder = %folder.name, error = %e, "Folder skipped.");
+                report
+                    .failed_folders
+                    .push((folder.name.clone(), e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sync_folder(
+    store: &Store,
+    session: &mut dyn MailSession,
+    account: &Account,
+    remote: &RemoteFolder,
+    folder: &mailfleet_store::models::Folder,
+    owner: &BatchOwner,
+    options: SyncOptions,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let limits = FetchLimits {
+        since: account.sync_window_start,
+        max_messages: options.batch_messages,
+        max_bytes: 64 << 20,
+    };
+    let mut cursor = cursor::load(folder);
+    loop {
+        let started = Instant::now();
+        let batch = session.next_changes(remote, &cursor, limits).await?;
+        let fetched = batch.new_messages.len();
+        let bytes: u64 = batch.new_messages.iter().map(|m| m.raw.len() as u64).sum();
+        let (account_id, folder_id) = (account.id, folder.id);
+        let messages = batch.new_messages;
+        // Parsing is CPU work: keep it off the I/O threads.
+        let rows = tokio::task::spawn_blocking(move || {
+            messages
+                .into_iter()
+                .map(|m| parse::parse_fetched(account_id, folder_id, m))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| ProviderError::Permanent(format!("parser task failed: {e}")))?;
+        let mut conn = store.conn().await?;
+        let outcome = messages::store_batch(
+            &mut conn,
+            owner,
+            rows,
+            &cursor::to_update(&batch.next_cursor),
+        )
+        .await?;
+        report.messages_added += outcome.inserted;
+        report.bytes_fetched += bytes;
+        report.contacts_created += outcome.contacts_created;
+        report.contact_links += outcome.contact_links;
+        tracing::debug!(
+            account_id, folder = %folder.name, fetched, inserted = outcome.inserted,
+            elapsed_ms = started.elapsed().as_millis() as u64, at = %Utc::now(),
+            "Batch stored."
+        );
+        cursor = batch.next_cursor;
+        if !batch.more {
+            return Ok(());
+        }
+    }
+}

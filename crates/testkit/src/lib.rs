@@ -1,0 +1,171 @@
+//! Real-server fixtures for tests: each test gets its own Postgres database (created and
+//! migrated), its own RabbitMQ queue prefix and its own Dovecot users, so tests run in
+//! parallel and leave nothing behind.
+
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use std::sync::Once;
+
+pub use mailfleet_mailgen::dovecot::{LocalMailbox, ca_file, run_dir};
+
+/// The server a test database lives on (its `postgres` database is used to create others).
+pub fn admin_database_url() -> String {
+    std::env::var("MAILFLEET_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A fixed key for tests (32 bytes, base64).
+pub const TEST_SECRET_KEY: &str = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMTIzNDU=";
+
+/// Installs the ring crypto provider once per process (reqwest and rustls need one).
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("MAILFLEET_TEST_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A short random name part.
+pub fn unique_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// A fresh, migrated database, dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        init();
+        let name = format!("mf_test_{}", unique_suffix());
+        let admin = admin_database_url();
+        let mut conn = AsyncPgConnection::establish(&admin)
+            .await
+            .expect("connect to Postgres (is it running? see scripts/services-up.sh)");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let url = replace_db(&admin, &name);
+        mailfleet_store::run_migrations(&url)
+            .await
+            .expect("migrate test database");
+        Self { name, url }
+    }
+
+    pub fn store(&self) -> mailfleet_store::Store {
+        mailfleet_store::Store::connect(&self.url, 8).expect("pool")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = admin_database_url();
+        // Drop runs inside a test's runtime: use a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut c) = AsyncPgConnection::establish(&admin).await {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut c)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn replace_db(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let (server, _) = base.rsplit_once('/').expect("database URL has a path");
+    match query {
+        Some(q) => format!("{server}/{db}?{q}"),
+        None => format!("{server}/{db}"),
+    }
+}
+
+/// Counts rows with a raw query returning one `count` column.
+pub async fn count(url: &str, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct C {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    let mut c = AsyncPgConnection::establish(url).await.expect("connect");
+    let row: C = diesel::sql_query(sql).get_result(&mut c).await.expect(sql);
+    row.count
+}
+
+/// Runs a query that returns one text column per row.
+pub async fn strings(url: &str, sql: &str) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct S {
+        #[diesel(sql_type = Text)]
+        value: String,
+    }
+    let mut c = AsyncPgConnection::establish(url).await.expect("connect");
+    let rows: Vec<S> = diesel::sql_query(sql).load(&mut c).await.expect(sql);
+    rows.into_iter().map(|r| r.value).collect()
+}
+
+/// A mail user that is deleted, with its mail, when dropped.
+pub struct TestMailbox(pub LocalMailbox);
+
+impl TestMailbox {
+    pub fn create() -> Self {
+        let address = format!("t-{}@example.test", unique_suffix());
+        let password = format!("pw-{}", unique_suffix());
+        Self(LocalMailbox::create(&address, &password).expect("create Dovecot user"))
+    }
+}
+
+impl std::ops::Deref for TestMailbox {
+    type Target = LocalMailbox;
+    fn deref(&self) -> &LocalMailbox {
+        &self.0
+    }
+}
+
+impl Drop for TestMailbox {
+    fn drop(&mut self) {
+        let _ = self.0.delete();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_the_database_in_a_url() {
+        assert_eq!(
+            super::replace_db("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            super::replace_db("postgres://u@h/postgres?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+use futures::StreamExt;
+use mailfleet_core::{Job, JobEnvelope, SecretKey};
+use mailfleet_imap::TlsTrust;
+use mailfleet_provider::ProviderError;
+use mailfleet_queue::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions, Broker, Delivery,
+    QueueError,
+};
+use mailfleet_store::Store;
+use mailfleet_sync::{SyncOptions, SyncReport};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs run at once; also the consumer prefetch.
+    pub slots: u16,
+    pub sync: SyncOptions,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            slots: 4,
+            sync: SyncOptions::default(),
+            connect_timeout: Duration::from_secs(20),
+            command_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What became of one delivery.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The queue was empty (`process_one` only).
+    Empty,
+    Synced(SyncReport),
+    /// The provider failed; recorded on the account (disabled when authentication failed).
+    Failed(ProviderError),
+    /// Nothing to do (the account is disabled).
+    Skipped,
+    /// The job can never succeed (malformed, unknown kind or version, no such account):
+    /// dead-lettered.
+    Rejected(String),
+    /// The database was unavailable: the delivery was returned to the queue.
+    Requeued(String),
+}
+
+pub struct Worker {
+    pub(crate) store: Store,
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) key: SecretKey,
+    pub(crate) trust: TlsTrust,
+    pub(crate) config: WorkerConfig,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        broker: Arc<Broker>,
+        key: SecretKey,
+        trust: TlsTrust,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            store,
+            broker,
+            key,
+            trust,
+            config,
+        }
+    }
+
+    /// Takes one job from the sync queue, if there is one, and handles it. Tests drive the
+    /// worker with this, step by step, instead of sleeping.
+    pub async fn process_one(&self) -> Result<Outcome, QueueError> {
+        let channel = self.broker.consumer_channel(1).await?;
+        let outcome = match Broker::get(&channel, &self.broker.names().sync).await? {
+            None => Outcome::Empty,
+            Some(d) => self.handle(d).await?,
+        };
+        let _ = channel.close(200, "done".into()).await;
+        Ok(outcome)
+    }
+
+    /// Consumes the sync queue until `shutdown` turns true, running up to `slots` jobs at once.
+    pub async fn run(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), QueueError> {
+        let channel = self.broker.consumer_channel(self.config.slots).await?;
+        let mut consumer = channel
+            .basic_consume(
+                self.broker.names().sync.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                Default::default(),
+            )
+            .await
+            .map_err(QueueError::from)?;
+        let slots = Arc::new(Semaphore::new(usize::from(self.config.slots)));
+        tracing::info!(slots = self.config.slots, queue = %self.broker.names().sync, "Worker consuming.");
+        loop {
+            let permit = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            let next = tokio::select! {
+                d = consumer.next() => d,
+                _ = shutdown.changed() => None,
+            };
+            let Some(delivery) = next else { break };
+            let delivery = delivery.map_err(QueueError::from)?;
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.handle(delivery).await {
+                    tracing::error!(error = %e, "Could not settle a delivery; the broker will redeliver it.");
+                }
+                drop(permit);
+            });
+        }
+        // Let running jobs finish before returning.
+        let _ = slots.acquire_many(u32::from(self.config.slots)).await;
+        let _ = channel.close(200, "shutdown".into()).await;
+        Ok(())
+    }
+
+    /// Runs one delivery and settles it: ack after the outcome is committed, reject (→ dead
+    /// letter) what can never succeed, requeue when the database is unavailable.
+    pub async fn handle(&self, delivery: Delivery) -> Result<Outcome, QueueError> {
+        let outcome = match JobEnvelope::from_bytes(&delivery.data) {
+            Err(e) => Outcome::Rejected(e.to_string()),
+            Ok(env) => {
+                let result = match env.job {
+                    Job::SyncAccount { account_id } => self.run_sync(account_id, env.job_id).await,
+                    other => Ok(Outcome::Rejected(format!(
+                        "job kind {} is not handled by this queue",
+                        other.kind()
+                    ))),
+                };
+                match result {
+                    Ok(o) => o,
+                    Err(e) => Outcome::Requeued(e.to_string()),
+                }
+            }
+        };
+        match &outcome {
+            Outcome::Rejected(why) => {
+                tracing::warn!(reason = %why, "Job dead-lettered.");
+                delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await?;
+            }
+            Outcome::Requeued(why) => {
+                tracing::warn!(reason = %why, "Job returned to the queue.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await?;
+            }
+            _ => {
+                delivery.acker.ack(BasicAckOptions::default()).await?;
+            }
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,7 @@
+//! The worker: takes jobs off RabbitMQ, runs them against the providers and the store, and
+//! acks each delivery only after its outcome is committed.
+
+mod handler;
+mod sync_job;
+
+pub use handler::{Outcome, Worker, WorkerConfig};

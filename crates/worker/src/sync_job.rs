@@ -1,0 +1,177 @@
+//! `sync_account`: log in, sync the active folders, record the outcome on the account.
+
+use crate::handler::{Outcome, Worker};
+use mailfleet_core::{Credentials, Encryption, Provider, Secret};
+use mailfleet_imap::ImapSettings;
+use mailfleet_provider::{ErrorClass, MailSession, ProviderError};
+use mailfleet_store::models::Account;
+use mailfleet_store::{StoreError, accounts, sync_runs};
+use mailfleet_sync::{SyncError, SyncReport, sync_account};
+use uuid::Uuid;
+
+impl Worker {
+    pub(crate) async fn run_sync(
+        &self,
+        account_id: i64,
+        job_id: Uuid,
+    ) -> Result<Outcome, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let account = match accounts::get(&mut conn, account_id).await {
+            Ok(a) => a,
+            Err(StoreError::NotFound { .. }) => {
+                return Ok(Outcome::Rejected(format!(
+                    "account {account_id} does not exist"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        if account.state != "active" {
+            tracing::info!(account_id, "Job skipped: the account is disabled.");
+            return Ok(Outcome::Skipped);
+        }
+        let run_id = sync_runs::start(&mut conn, account_id, job_id).await?;
+        drop(conn);
+
+        let result = self.sync_once(&account).await;
+        let mut conn = self.store.conn().await?;
+        match result {
+            Ok(report) => {
+                let warning = (!report.failed_folders.is_empty()).then(|| {
+                    report
+                        .failed_folders
+                        .iter()
+                        .map(|(f, e)| format!("{f}: {e}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                });
+                accounts::finish_sync(&mut conn, account_id, warning.as_deref()).await?;
+                sync_runs::finish(
+                    &mut conn,
+                    run_id,
+                    run_end("ok", &report, warning.as_deref()),
+                )
+                .await?;
+                tracing::info!(
+                    account_id, %job_id, added = report.messages_added,
+                    bytes = report.bytes_fetched, "Sync finished."
+                );
+                Ok(Outcome::Synced(report))
+            }
+            Err(SyncError::Store(e)) => {
+                // The database went away mid-sync: the delivery goes back to the queue; what
+                // was committed stays (the cursor moved with it).
+                let _ = sync_runs::finish(
+                    &mut conn,
+                    run_id,
+                    run_end("failed", &SyncReport::default(), Some(&e.to_string())),
+                )
+                .await;
+                Err(e)
+            }
+            Err(SyncError::Provider(e)) => {
+                let text = e.to_string();
+                if e.class() == ErrorClass::AuthFailed {
+                    accounts::disable(
+                        &mut conn,
+                        account_id,
+                        "auth_failed",
+                        "The mail server refused the credentials. Re-connect the account to sync it again.",
+                    )
+                    .await?;
+                    sync_runs::finish(
+                        &mut conn,
+                        run_id,
+                        run_end("auth_failed", &SyncReport::default(), Some(&text)),
+                    )
+                    .await?;
+                    tracing::warn!(account_id, %job_id, error = %text, "Account disabled: authentication failed.");
+                } else {
+                    // Network trouble and the like: the account stays enabled and the
+                    // scheduler tries again at the next interval.
+                    accounts::finish_sync(&mut conn, account_id, Some(&text)).await?;
+                    sync_runs::finish(
+                        &mut conn,
+                        run_id,
+                        run_end("failed", &SyncReport::default(), Some(&text)),
+                    )
+                    .await?;
+                    tracing::warn!(account_id, %job_id, error = %text, class = ?e.class(), "Sync failed.");
+                }
+                Ok(Outcome::Failed(e))
+            }
+        }
+    }
+
+    async fn sync_once(&self, account: &Account) -> Result<SyncReport, SyncError> {
+        let mut session = self.open_session(account).await?;
+        let result = sync_account(&self.store, session.as_mut(), account, self.config.sync).await;
+        session.close().await;
+        result
+    }
+
+    async fn open_session(&self, account: &Account) -> Result<Box<dyn MailSession>, ProviderError> {
+        let provider: Provider = account
+            .provider
+            .parse()
+            .map_err(|e| ProviderError::Permanent(format!("{e}")))?;
+        let creds = Credentials::open(&self.key, account.id, &account.credentials)
+            .map_err(|e| ProviderError::Permanent(format!("account credentials: {e}")))?;
+        match provider {
+            Provider::Imap => {
+                let Credentials::Password { password } = creds;
+                let settings = imap_settings(account, password, &self.config)?;
+                Ok(Box::new(
+                    mailfleet_imap::connect(&settings, &self.trust).await?,
+                ))
+            }
+            other => Err(ProviderError::Permanent(format!(
+                "provider {other} is not supported yet"
+            ))),
+        }
+    }
+}
+
+fn imap_settings(
+    account: &Account,
+    password: Secret<String>,
+    config: &crate::WorkerConfig,
+) -> Result<ImapSettings, ProviderError> {
+    let missing = |what: &str| ProviderError::Permanent(format!("account has no {what}"));
+    Ok(ImapSettings {
+        host: account
+            .imap_host
+            .clone()
+            .ok_or_else(|| missing("IMAP host"))?,
+        port: account
+            .imap_port
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| missing("valid IMAP port"))?,
+        encryption: account
+            .imap_encryption
+            .as_deref()
+            .unwrap_or("ssl")
+            .parse::<Encryption>()
+            .map_err(|e| ProviderError::Permanent(e.to_string()))?,
+        login: account
+            .username
+            .clone()
+            .unwrap_or_else(|| account.email.clone()),
+        password,
+        allow_insecure_cert: account.allow_insecure_cert,
+        connect_timeout: config.connect_timeout,
+        command_timeout: config.command_timeout,
+    })
+}
+
+fn run_end<'a>(
+    outcome: &'a str,
+    report: &SyncReport,
+    error: Option<&'a str>,
+) -> sync_runs::RunEnd<'a> {
+    sync_runs::RunEnd {
+        outcome,
+        messages_added: report.messages_added as i64,
+        bytes_fetched: report.bytes_fetched as i64,
+        error,
+    }
+}

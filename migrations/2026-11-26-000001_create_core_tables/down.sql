@@ -1,0 +1,9 @@
+DROP TABLE sync_runs;
+DROP TABLE outgoing_messages;
+DROP TABLE message_contacts;
+DROP TABLE message_addresses;
+DROP TABLE messages;
+DROP TABLE folders;
+DROP TABLE accounts;
+DROP TABLE contacts;
+DROP TABLE users;
