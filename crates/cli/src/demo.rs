@@ -77,11 +77,14 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
     let in_window = |m: &&mailfleet_mailgen::GeneratedMessage| {
         m.internal_date.date_naive() >= window_start.date_naive()
     };
-    let expected = messages
+    let mut seeded_in_window: BTreeMap<String, usize> = BTreeMap::new();
+    for m in messages.iter().filter(in_window) {
+        *seeded_in_window.entry(m.folder.clone()).or_default() += 1;
+    }
+    let expected: usize = ["INBOX", "Sent", "Archive"]
         .iter()
-        .filter(|m| ["INBOX", "Sent", "Archive"].contains(&m.folder.as_str()))
-        .filter(in_window)
-        .count();
+        .map(|f| seeded_in_window.get(*f).copied().unwrap_or(0))
+        .sum();
     let mb = mailbox.clone();
     tokio::task::spawn_blocking(move || mb.seed(&messages)).await??;
     println!(
@@ -198,11 +201,12 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
     for f in view["folders"].as_array().into_iter().flatten() {
         let name = f["name"].as_str().unwrap_or("?");
         println!(
-            "{:<10} {:<8} {:>7} {:>8} {:>8}",
+            "{:<10} {:<8} {:>7} {:>8} {:>16} {:>8}",
             name,
             f["role"].as_str().unwrap_or("-"),
             if f["active"] == true { "yes" } else { "no" },
             seeded.get(name).copied().unwrap_or(0),
+            seeded_in_window.get(name).copied().unwrap_or(0),
             f["message_count"].as_i64().unwrap_or(0)
         );
     }

@@ -118,4 +118,35 @@ mod tests {
         ));
         assert!(JobEnvelope::from_bytes(b"\xff not json").is_err());
     }
+
+    #[test]
+    fn envelopes_agree_with_the_published_json_schema() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/jobs.schema.json")).unwrap();
+        let kinds: Vec<&str> = schema["properties"]["kind"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        for job in [
+            Job::SyncAccount { account_id: 1 },
+            Job::RefreshFolders { account_id: 1 },
+            Job::SendMessage { outgoing_id: 1 },
+        ] {
+            assert!(kinds.contains(&job.kind()), "{} missing from the schema", job.kind());
+            let v: serde_json::Value =
+                serde_json::from_slice(&JobEnvelope::new(job).to_bytes()).unwrap();
+            for required in schema["required"].as_array().unwrap() {
+                assert!(v.get(required.as_str().unwrap()).is_some(), "{required} missing");
+            }
+            for key in v.as_object().unwrap().keys() {
+                assert!(
+                    schema["properties"].get(key).is_some(),
+                    "{key} is not in the schema"
+                );
+            }
+        }
+        assert_eq!(schema["properties"]["schema_version"]["const"], JOB_SCHEMA_VERSION);
+    }
 }

@@ -133,10 +133,10 @@ impl LocalMailbox {
         if dir.is_dir() {
             return Ok(());
         }
-        if let Some(parent) = dir.parent() {
-            if parent != self.run.join("mail") {
-                self.make_dir_all(parent)?;
-            }
+        if let Some(parent) = dir.parent()
+            && parent != self.run.join("mail")
+        {
+            self.make_dir_all(parent)?;
         }
         match fs::create_dir(dir) {
             Ok(()) => {}

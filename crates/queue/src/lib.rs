@@ -135,6 +135,30 @@ impl Broker {
         }
     }
 
+    /// Publishes raw bytes to one of the work queues, confirmed, as an outside publisher (the
+    /// CRM) would. Used to prove that what the CRM sends is what the worker reads.
+    pub async fn publish_raw(&self, queue: &str, body: &[u8]) -> Result<(), QueueError> {
+        let confirm = self
+            .publish
+            .basic_publish(
+                ShortString::from(""),
+                ShortString::from(queue),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await?
+            .await?;
+        match confirm {
+            lapin::Confirmation::Ack(None) => Ok(()),
+            lapin::Confirmation::Ack(Some(_)) => Err(QueueError::Unroutable(queue.to_string())),
+            _ => Err(QueueError::NotConfirmed(queue.to_string())),
+        }
+    }
+
     /// A channel for consuming with at most `prefetch` unacked deliveries.
     pub async fn consumer_channel(&self, prefetch: u16) -> Result<Channel, QueueError> {
         let ch = self.conn.create_channel().await?;

@@ -179,3 +179,15 @@ pub async fn create(
     })
     .await
 }
+
+/// Moves the last sync attempt `secs` into the past (tests and operators' "sync soon").
+pub async fn backdate_last_attempt(conn: &mut Conn, id: i64, secs: i64) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "UPDATE accounts SET last_sync_attempt_at = now() - $2 * interval '1 second' WHERE id = $1",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<BigInt, _>(secs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,4 +1,4 @@
-// Mirrors migrations/; keep in step with them (a test in the store crate compares the two
+// Mirrors migrations/; keep in step with them (crates/e2e/tests/e2e/schema.rs compares the two
 // through information_schema, so a drift fails CI).
 
 diesel::table! {

@@ -4,14 +4,14 @@ use mailfleet_store::models::Folder;
 
 /// The stored cursor of a folder, as the provider understands it.
 pub fn load(folder: &Folder) -> FolderCursor {
-    if let (Some(v), Some(n)) = (folder.uidvalidity, folder.uidnext) {
-        if let (Ok(uidvalidity), Ok(uidnext)) = (u32::try_from(v), u32::try_from(n)) {
-            return FolderCursor::Imap {
-                uidvalidity,
-                uidnext,
-                highestmodseq: folder.highestmodseq.and_then(|m| u64::try_from(m).ok()),
-            };
-        }
+    if let (Some(v), Some(n)) = (folder.uidvalidity, folder.uidnext)
+        && let (Ok(uidvalidity), Ok(uidnext)) = (u32::try_from(v), u32::try_from(n))
+    {
+        return FolderCursor::Imap {
+            uidvalidity,
+            uidnext,
+            highestmodseq: folder.highestmodseq.and_then(|m| u64::try_from(m).ok()),
+        };
     }
     if let Some(h) = folder.history_id.as_deref().and_then(|h| h.parse().ok()) {
         return FolderCursor::Gmail { history_id: h };

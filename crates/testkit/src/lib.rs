@@ -131,6 +131,50 @@ pub async fn strings(url: &str, sql: &str) -> Vec<String> {
     rows.into_iter().map(|r| r.value).collect()
 }
 
+/// A queue prefix of a test's own; its queues are deleted when the value is dropped.
+pub struct TestQueues {
+    pub prefix: String,
+}
+
+impl TestQueues {
+    pub fn new() -> Self {
+        Self {
+            prefix: format!("mf-test-{}", unique_suffix()),
+        }
+    }
+
+    pub async fn broker(&self) -> mailfleet_queue::Broker {
+        mailfleet_queue::Broker::connect(&amqp_url(), &self.prefix)
+            .await
+            .expect("connect to RabbitMQ (is it running? see scripts/services-up.sh)")
+    }
+}
+
+impl Default for TestQueues {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestQueues {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(b) = mailfleet_queue::Broker::connect(&amqp_url(), &prefix).await {
+                    let _ = b.delete_topology().await;
+                    b.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// A mail user that is deleted, with its mail, when dropped.
 pub struct TestMailbox(pub LocalMailbox);
 

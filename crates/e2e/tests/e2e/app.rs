@@ -1,0 +1,155 @@
+//! A whole mailfleet in the test process: the real API router and scheduler on a port of
+//! their own, a worker driven step by step, a fresh database and queue prefix.
+
+use chrono::{Duration, Utc};
+use mailfleet_coordinator::{ApiState, Scheduler};
+use mailfleet_core::{Secret, SecretKey};
+use mailfleet_imap::TlsTrust;
+use mailfleet_mailgen::{GeneratedMessage, MailboxSpec, SizeMix};
+use mailfleet_queue::Broker;
+use mailfleet_store::Store;
+use mailfleet_testkit::{TEST_SECRET_KEY, TestDb, TestMailbox, TestQueues, ca_file};
+use mailfleet_worker::{Outcome, Worker, WorkerConfig};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub const TOKEN: &str = "test-token";
+
+pub struct App {
+    pub db: TestDb,
+    _queues: TestQueues,
+    pub store: Store,
+    pub broker: Arc<Broker>,
+    pub scheduler: Scheduler,
+    pub worker: Worker,
+    pub api: String,
+    pub http: reqwest::Client,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl App {
+    pub async fn start() -> Self {
+        let db = TestDb::create().await;
+        let queues = TestQueues::new();
+        let store = db.store();
+        let broker = Arc::new(queues.broker().await);
+        let key = SecretKey::from_base64(TEST_SECRET_KEY).unwrap();
+        let scheduler = Scheduler::new(store.clone(), broker.clone(), std::time::Duration::from_secs(3600));
+        let state = ApiState {
+            store: store.clone(),
+            broker: broker.clone(),
+            scheduler: scheduler.clone(),
+            key: key.clone(),
+            api_token: Arc::new(Secret::new(TOKEN.to_string())),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = format!("http://{}", listener.local_addr().unwrap());
+        let router = mailfleet_coordinator::router(state);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        let ca = std::fs::read(ca_file()).expect("test CA (run scripts/services-up.sh)");
+        let trust = TlsTrust::new(Some(("test CA", &ca))).unwrap();
+        let worker = Worker::new(
+            store.clone(),
+            broker.clone(),
+            key,
+            trust,
+            WorkerConfig {
+                slots: 1,
+                ..WorkerConfig::default()
+            },
+        );
+        Self {
+            db,
+            _queues: queues,
+            store,
+            broker,
+            scheduler,
+            worker,
+            api,
+            http: reqwest::Client::new(),
+            _server: server,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn create_user(&self) -> i64 {
+        let (status, user) = self
+            .post(
+                "/v1/users",
+                json!({ "email": format!("u-{}@crm.example.test", mailfleet_testkit::unique_suffix()) }),
+            )
+            .await;
+        assert_eq!(status, 201, "{user}");
+        user["id"].as_i64().unwrap()
+    }
+
+    /// Connects `mailbox` over IMAPS (certificate verified against the test CA).
+    pub async fn connect_account(&self, mailbox: &TestMailbox, extra: Value) -> Value {
+        let owner = self.create_user().await;
+        let mut body = json!({
+            "provider": "imap", "kind": "personal", "owner_user_id": owner,
+            "email": mailbox.address, "password": mailbox.password,
+            "imap": { "host": "127.0.0.1", "port": 993, "encryption": "ssl" },
+            "smtp": { "host": "127.0.0.1", "port": 587, "encryption": "starttls" },
+            "sync_from": "3_months", "create_contacts": false
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, account) = self.post("/v1/accounts", body).await;
+        assert_eq!(status, 201, "{account}");
+        account
+    }
+
+    /// Runs exactly one queued job; fails the test if the queue is empty.
+    pub async fn work_one(&self) -> Outcome {
+        match self.worker.process_one().await.unwrap() {
+            Outcome::Empty => panic!("expected a queued job, found none"),
+            o => o,
+        }
+    }
+
+    pub async fn sync_ready(&self) -> u32 {
+        self.broker.ready_count(&self.broker.names().sync).await.unwrap()
+    }
+}
+
+/// A mailbox of `count` small messages over INBOX, Sent and Archive from the last 60 days.
+pub fn small_mailbox(owner: &str, count: usize, seed: u64) -> Vec<GeneratedMessage> {
+    mailfleet_mailgen::generate(&MailboxSpec {
+        owner: owner.to_string(),
+        owner_name: "Test Owner".into(),
+        count,
+        seed,
+        now: Utc::now() - Duration::hours(1),
+        span_days: 60,
+        folders: vec![("INBOX".into(), 60), ("Sent".into(), 20), ("Archive".into(), 20)],
+        size_mix: SizeMix::Small,
+    })
+}

@@ -1,0 +1,8 @@
+//! One test binary (linking is the slow part on two cores); one module per area.
+
+mod api;
+mod app;
+mod jobs;
+mod schema;
+mod sync;
+mod tls;
