@@ -134,11 +134,18 @@ mod tests {
             Job::RefreshFolders { account_id: 1 },
             Job::SendMessage { outgoing_id: 1 },
         ] {
-            assert!(kinds.contains(&job.kind()), "{} missing from the schema", job.kind());
+            assert!(
+                kinds.contains(&job.kind()),
+                "{} missing from the schema",
+                job.kind()
+            );
             let v: serde_json::Value =
                 serde_json::from_slice(&JobEnvelope::new(job).to_bytes()).unwrap();
             for required in schema["required"].as_array().unwrap() {
-                assert!(v.get(required.as_str().unwrap()).is_some(), "{required} missing");
+                assert!(
+                    v.get(required.as_str().unwrap()).is_some(),
+                    "{required} missing"
+                );
             }
             for key in v.as_object().unwrap().keys() {
                 assert!(
@@ -147,6 +154,9 @@ mod tests {
                 );
             }
         }
-        assert_eq!(schema["properties"]["schema_version"]["const"], JOB_SCHEMA_VERSION);
+        assert_eq!(
+            schema["properties"]["schema_version"]["const"],
+            JOB_SCHEMA_VERSION
+        );
     }
 }

@@ -16,9 +16,19 @@ async fn requests_without_the_bearer_token_are_refused() {
     let right = app.http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(right.status(), 200);
     // Probes need no token.
-    let health = app.http.get(format!("{}/healthz", app.api)).send().await.unwrap();
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.api))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    let ready = app.http.get(format!("{}/readyz", app.api)).send().await.unwrap();
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.api))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 }
 
@@ -37,8 +47,14 @@ async fn bad_account_input_gets_a_typed_error_and_stores_nothing() {
         ("email", json!("not an address")),
         ("password", json!("")),
         ("sync_from", json!("2_years")),
-        ("imap", json!({ "host": "127.0.0.1", "port": 993, "encryption": "tls13" })),
-        ("imap", json!({ "host": "", "port": 993, "encryption": "ssl" })),
+        (
+            "imap",
+            json!({ "host": "127.0.0.1", "port": 993, "encryption": "tls13" }),
+        ),
+        (
+            "imap",
+            json!({ "host": "", "port": 993, "encryption": "ssl" }),
+        ),
         ("owner_user_id", json!(999999)),
         ("kind", json!("team")),
         ("provider", json!("aol")),
@@ -48,7 +64,10 @@ async fn bad_account_input_gets_a_typed_error_and_stores_nothing() {
         body[field] = value.clone();
         let (status, err) = app.post("/v1/accounts", body).await;
         assert_eq!(status, 422, "{field}={value}: {err}");
-        assert!(err["code"].is_string() && err["message"].is_string(), "{err}");
+        assert!(
+            err["code"].is_string() && err["message"].is_string(),
+            "{err}"
+        );
     }
     let (status, err) = app.post("/v1/accounts", json!({"provider": "gmail"})).await;
     assert_eq!(status, 422, "{err}");
@@ -65,13 +84,24 @@ async fn credentials_are_encrypted_at_rest_and_bound_to_their_account() {
     let app = App::start().await;
     let a = TestMailbox::create();
     let b = TestMailbox::create();
-    let ida = app.connect_account(&a, json!({})).await["id"].as_i64().unwrap();
-    let idb = app.connect_account(&b, json!({})).await["id"].as_i64().unwrap();
+    let ida = app.connect_account(&a, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let idb = app.connect_account(&b, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
     let mut conn = app.store.conn().await.unwrap();
-    let rowa = mailfleet_store::accounts::get(&mut conn, ida).await.unwrap();
-    let rowb = mailfleet_store::accounts::get(&mut conn, idb).await.unwrap();
+    let rowa = mailfleet_store::accounts::get(&mut conn, ida)
+        .await
+        .unwrap();
+    let rowb = mailfleet_store::accounts::get(&mut conn, idb)
+        .await
+        .unwrap();
     let pw = a.password.as_bytes();
-    assert!(!rowa.credentials.windows(pw.len()).any(|w| w == pw), "password stored in clear");
+    assert!(
+        !rowa.credentials.windows(pw.len()).any(|w| w == pw),
+        "password stored in clear"
+    );
     let key = SecretKey::from_base64(TEST_SECRET_KEY).unwrap();
     assert!(Credentials::open(&key, ida, &rowa.credentials).is_ok());
     // The same ciphertext copied to another account's row does not open there.

@@ -34,7 +34,11 @@ impl App {
         let store = db.store();
         let broker = Arc::new(queues.broker().await);
         let key = SecretKey::from_base64(TEST_SECRET_KEY).unwrap();
-        let scheduler = Scheduler::new(store.clone(), broker.clone(), std::time::Duration::from_secs(3600));
+        let scheduler = Scheduler::new(
+            store.clone(),
+            broker.clone(),
+            std::time::Duration::from_secs(3600),
+        );
         let state = ApiState {
             store: store.clone(),
             broker: broker.clone(),
@@ -136,7 +140,10 @@ impl App {
     }
 
     pub async fn sync_ready(&self) -> u32 {
-        self.broker.ready_count(&self.broker.names().sync).await.unwrap()
+        self.broker
+            .ready_count(&self.broker.names().sync)
+            .await
+            .unwrap()
     }
 }
 
@@ -149,7 +156,11 @@ pub fn small_mailbox(owner: &str, count: usize, seed: u64) -> Vec<GeneratedMessa
         seed,
         now: Utc::now() - Duration::hours(1),
         span_days: 60,
-        folders: vec![("INBOX".into(), 60), ("Sent".into(), 20), ("Archive".into(), 20)],
+        folders: vec![
+            ("INBOX".into(), 60),
+            ("Sent".into(), 20),
+            ("Archive".into(), 20),
+        ],
         size_mix: SizeMix::Small,
     })
 }

@@ -13,7 +13,9 @@ async fn an_account_whose_job_is_queued_gets_no_second_job() {
 
     // "Sync now" twice and a scheduler pass while the first job is queued: still one job.
     for _ in 0..2 {
-        let (status, body) = app.post(&format!("/v1/accounts/{id}/sync"), json!({})).await;
+        let (status, body) = app
+            .post(&format!("/v1/accounts/{id}/sync"), json!({}))
+            .await;
         assert_eq!(status, 202);
         assert_eq!(body["new_job"], false);
     }
@@ -21,7 +23,9 @@ async fn an_account_whose_job_is_queued_gets_no_second_job() {
     assert_eq!(app.sync_ready().await, 1);
 
     // After it ran, the requests made meanwhile give exactly one follow-up sync.
-    let Outcome::Synced(_) = app.work_one().await else { panic!("sync failed") };
+    let Outcome::Synced(_) = app.work_one().await else {
+        panic!("sync failed")
+    };
     assert_eq!(app.scheduler.tick().await.unwrap(), 1);
     assert_eq!(app.scheduler.tick().await.unwrap(), 0);
     assert_eq!(app.sync_ready().await, 1);
@@ -34,12 +38,18 @@ async fn concurrent_scheduler_passes_publish_each_due_account_once() {
     let account = app.connect_account(&mailbox, json!({})).await;
     let id = account["id"].as_i64().unwrap();
     // Run the queued first job, then make the account due again.
-    let Outcome::Synced(_) = app.work_one().await else { panic!("sync failed") };
+    let Outcome::Synced(_) = app.work_one().await else {
+        panic!("sync failed")
+    };
     let mut conn = app.store.conn().await.unwrap();
     mailfleet_store::accounts::backdate_last_attempt(&mut conn, id, 7200)
         .await
         .unwrap();
-    let (a, b, c) = tokio::join!(app.scheduler.tick(), app.scheduler.tick(), app.scheduler.tick());
+    let (a, b, c) = tokio::join!(
+        app.scheduler.tick(),
+        app.scheduler.tick(),
+        app.scheduler.tick()
+    );
     assert_eq!(a.unwrap() + b.unwrap() + c.unwrap(), 1);
     assert_eq!(app.sync_ready().await, 1);
 }
@@ -48,13 +58,19 @@ async fn concurrent_scheduler_passes_publish_each_due_account_once() {
 async fn a_sync_job_published_by_the_crm_as_raw_json_is_run() {
     let app = App::start().await;
     let mailbox = TestMailbox::create();
-    mailbox.seed(&small_mailbox(&mailbox.address, 10, 3)).unwrap();
+    mailbox
+        .seed(&small_mailbox(&mailbox.address, 10, 3))
+        .unwrap();
     let account = app.connect_account(&mailbox, json!({})).await;
     let id = account["id"].as_i64().unwrap();
-    let Outcome::Synced(first) = app.work_one().await else { panic!("sync failed") };
+    let Outcome::Synced(first) = app.work_one().await else {
+        panic!("sync failed")
+    };
     assert_eq!(first.messages_added, 10);
 
-    mailbox.seed(&small_mailbox(&mailbox.address, 3, 99)).unwrap();
+    mailbox
+        .seed(&small_mailbox(&mailbox.address, 3, 99))
+        .unwrap();
     // Exactly what docs/jobs.md tells a CRM to publish.
     let body = format!(
         r#"{{"schema_version":1,"job_id":"3f0c1d2e-0000-4000-8000-000000000001","kind":"sync_account","account_id":{id},"published_at":"2026-11-26T10:00:00Z"}}"#
@@ -63,7 +79,9 @@ async fn a_sync_job_published_by_the_crm_as_raw_json_is_run() {
         .publish_raw(&app.broker.names().sync, body.as_bytes())
         .await
         .unwrap();
-    let Outcome::Synced(second) = app.work_one().await else { panic!("sync failed") };
+    let Outcome::Synced(second) = app.work_one().await else {
+        panic!("sync failed")
+    };
     assert_eq!(second.messages_added, 3);
 }
 
@@ -103,5 +121,12 @@ async fn poison_jobs_are_dead_lettered_and_good_jobs_keep_flowing() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(n, 4);
-    assert_eq!(count(&app.db.url, "SELECT count(*) AS count FROM sync_runs WHERE outcome = 'ok'").await, 1);
+    assert_eq!(
+        count(
+            &app.db.url,
+            "SELECT count(*) AS count FROM sync_runs WHERE outcome = 'ok'"
+        )
+        .await,
+        1
+    );
 }

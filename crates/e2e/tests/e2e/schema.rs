@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 const SCHEMA_RS: &str = include_str!("../../../store/src/schema.rs");
 
 fn pg_type(diesel: &str) -> (String, bool) {
-    let (inner, nullable) = match diesel.strip_prefix("Nullable<").and_then(|s| s.strip_suffix('>')) {
+    let (inner, nullable) = match diesel
+        .strip_prefix("Nullable<")
+        .and_then(|s| s.strip_suffix('>'))
+    {
         Some(i) => (i, true),
         None => (diesel, false),
     };
@@ -63,7 +66,10 @@ async fn the_hand_written_diesel_schema_matches_the_migrations() {
     .into_iter()
     .collect();
     let declared = declared();
-    assert!(declared.len() > 50, "parsed too little of schema.rs: {declared:?}");
+    assert!(
+        declared.len() > 50,
+        "parsed too little of schema.rs: {declared:?}"
+    );
     let missing: Vec<_> = actual.difference(&declared).collect();
     let extra: Vec<_> = declared.difference(&actual).collect();
     assert!(

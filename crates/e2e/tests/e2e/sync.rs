@@ -10,7 +10,12 @@ fn folder_counts(account: &serde_json::Value) -> HashMap<String, i64> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["name"].as_str().unwrap().to_string(), f["message_count"].as_i64().unwrap()))
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["message_count"].as_i64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -56,12 +61,20 @@ async fn a_200_message_mailbox_syncs_end_to_end_once_and_incrementally() {
         let n = seeded.iter().filter(|m| m.folder == folder).count() as i64;
         assert_eq!(counts[folder], n, "{folder}");
     }
-    assert_eq!(counts.get("Trash"), Some(&0), "Trash is listed but not synced");
+    assert_eq!(
+        counts.get("Trash"),
+        Some(&0),
+        "Trash is listed but not synced"
+    );
 
     // A second sync fetches nothing already stored.
-    let (status, _) = app.post(&format!("/v1/accounts/{id}/sync"), json!({})).await;
+    let (status, _) = app
+        .post(&format!("/v1/accounts/{id}/sync"), json!({}))
+        .await;
     assert_eq!(status, 202);
-    let Outcome::Synced(again) = app.work_one().await else { panic!("re-sync failed") };
+    let Outcome::Synced(again) = app.work_one().await else {
+        panic!("re-sync failed")
+    };
     assert_eq!(again.messages_added, 0);
     assert_eq!(again.bytes_fetched, 0, "nothing is downloaded again");
 
@@ -77,15 +90,26 @@ async fn a_200_message_mailbox_syncs_end_to_end_once_and_incrementally() {
     mailbox
         .write_message("INBOX", &raw, std::time::SystemTime::now(), false, false)
         .unwrap();
-    app.post(&format!("/v1/accounts/{id}/sync"), json!({})).await;
-    let Outcome::Synced(third) = app.work_one().await else { panic!("third sync failed") };
+    app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
+        .await;
+    let Outcome::Synced(third) = app.work_one().await else {
+        panic!("third sync failed")
+    };
     assert_eq!(third.messages_added, 1);
     assert_eq!(
-        count(&app.db.url, "SELECT count(*) AS count FROM messages WHERE message_id = 'late-1@example.org'").await,
+        count(
+            &app.db.url,
+            "SELECT count(*) AS count FROM messages WHERE message_id = 'late-1@example.org'"
+        )
+        .await,
         1
     );
     assert_eq!(
-        count(&app.db.url, &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")).await,
+        count(
+            &app.db.url,
+            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
+        )
+        .await,
         201
     );
 }
@@ -107,7 +131,9 @@ async fn a_wrong_password_disables_the_account_with_a_clear_reason() {
     assert_eq!(view["disabled_reason"], "auth_failed");
     assert!(view["last_error"].as_str().unwrap().contains("Re-connect"));
     // A disabled account gets no more jobs.
-    let (status, body) = app.post(&format!("/v1/accounts/{id}/sync"), json!({})).await;
+    let (status, body) = app
+        .post(&format!("/v1/accounts/{id}/sync"), json!({}))
+        .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["code"], "account_disabled");
     assert_eq!(app.scheduler.tick().await.unwrap(), 0);
@@ -132,7 +158,10 @@ async fn an_unreachable_server_is_retried_later_and_never_disables_the_account()
     let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
     assert_eq!(view["state"], "active");
     assert!(view["last_error"].as_str().unwrap().contains("unreachable"));
-    assert_eq!(view["sync_status"], "idle", "the claim is released for the next interval");
+    assert_eq!(
+        view["sync_status"], "idle",
+        "the claim is released for the next interval"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,15 +171,26 @@ async fn messages_link_to_known_contacts_and_unknown_senders_become_contacts() {
     let seeded = small_mailbox(&mailbox.address, 40, 11);
     mailbox.seed(&seeded).unwrap();
     // The CRM knows one correspondent already (given in another case).
-    let known = seeded.iter().find(|m| m.folder == "INBOX").unwrap().from.clone();
+    let known = seeded
+        .iter()
+        .find(|m| m.folder == "INBOX")
+        .unwrap()
+        .from
+        .clone();
     {
         let mut conn = app.store.conn().await.unwrap();
         let email = mailfleet_core::EmailAddress::parse(&known.to_uppercase()).unwrap();
-        mailfleet_store::contacts::upsert(&mut conn, &email, Some("Known")).await.unwrap();
+        mailfleet_store::contacts::upsert(&mut conn, &email, Some("Known"))
+            .await
+            .unwrap();
     }
-    let account = app.connect_account(&mailbox, json!({ "create_contacts": true })).await;
+    let account = app
+        .connect_account(&mailbox, json!({ "create_contacts": true }))
+        .await;
     let id = account["id"].as_i64().unwrap();
-    let Outcome::Synced(report) = app.work_one().await else { panic!("sync failed") };
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("sync failed")
+    };
     assert!(report.contacts_created > 0);
 
     let url = &app.db.url;
@@ -179,7 +219,14 @@ async fn messages_link_to_known_contacts_and_unknown_senders_become_contacts() {
     .await;
     assert_eq!(senders_without_contact, 0);
     assert_eq!(
-        count(url, &format!("SELECT count(*) AS count FROM contacts WHERE email = '{}'", mailbox.address)).await,
+        count(
+            url,
+            &format!(
+                "SELECT count(*) AS count FROM contacts WHERE email = '{}'",
+                mailbox.address
+            )
+        )
+        .await,
         0,
         "the account's own address is never a contact"
     );
@@ -205,7 +252,9 @@ async fn only_the_chosen_active_folders_are_synced() {
         .connect_account(&mailbox, json!({ "active_folders": ["INBOX"] }))
         .await;
     let id = account["id"].as_i64().unwrap();
-    let Outcome::Synced(_) = app.work_one().await else { panic!("sync failed") };
+    let Outcome::Synced(_) = app.work_one().await else {
+        panic!("sync failed")
+    };
     let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
     let counts = folder_counts(&view);
     let inbox = seeded.iter().filter(|m| m.folder == "INBOX").count() as i64;

@@ -6,7 +6,12 @@ use mailfleet_provider::{MailSession, ProviderError};
 use mailfleet_testkit::{TestMailbox, ca_file, init};
 use std::time::Duration;
 
-fn settings(mailbox: &TestMailbox, encryption: Encryption, port: u16, insecure: bool) -> ImapSettings {
+fn settings(
+    mailbox: &TestMailbox,
+    encryption: Encryption,
+    port: u16,
+    insecure: bool,
+) -> ImapSettings {
     ImapSettings {
         host: "127.0.0.1".into(),
         port,
@@ -45,11 +50,21 @@ async fn a_trusted_ca_verifies_the_server_and_plain_imap_still_works() {
     let mailbox = TestMailbox::create();
     let ca = std::fs::read(ca_file()).unwrap();
     let trust = TlsTrust::new(Some(("test CA", &ca))).unwrap();
-    for (enc, port) in [(Encryption::Ssl, 993), (Encryption::Starttls, 143), (Encryption::None, 143)] {
+    for (enc, port) in [
+        (Encryption::Ssl, 993),
+        (Encryption::Starttls, 143),
+        (Encryption::None, 143),
+    ] {
         let mut s = connect(&settings(&mailbox, enc, port, false), &trust)
             .await
             .unwrap_or_else(|e| panic!("{enc}: {e}"));
-        let names: Vec<String> = s.list_folders().await.unwrap().into_iter().map(|f| f.name).collect();
+        let names: Vec<String> = s
+            .list_folders()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
         for f in ["INBOX", "Sent", "Trash", "Junk", "Archive"] {
             assert!(names.contains(&f.to_string()), "{enc}: {names:?}");
         }
