@@ -91,9 +91,12 @@ pub struct WorkerArgs {
     /// Jobs one worker runs at once (and its RabbitMQ prefetch).
     #[arg(long, env = "MAILFLEET_WORKER_SLOTS", default_value_t = 4)]
     pub slots: u16,
-    /// Messages fetched and committed per batch.
+    /// Messages fetched and committed per batch, at most.
     #[arg(long, env = "MAILFLEET_SYNC_BATCH", default_value_t = 200)]
     pub batch: usize,
+    /// Bytes of mail fetched per batch, about (bounds the worker's memory).
+    #[arg(long, env = "MAILFLEET_SYNC_BATCH_BYTES", default_value_t = 16 << 20)]
+    pub batch_bytes: usize,
     /// PEM file of extra CAs to trust for IMAP/SMTP servers (a private CA).
     #[arg(long, env = "MAILFLEET_EXTRA_CA_FILE")]
     pub extra_ca_file: Option<std::path::PathBuf>,

@@ -121,6 +121,7 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
         key: KeyArgs { secret_key: None },
         slots: 2,
         batch: 200,
+        batch_bytes: 16 << 20,
         extra_ca_file: Some(ca_file()),
     };
     let mut workers = Vec::new();

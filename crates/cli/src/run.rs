@@ -122,5 +122,6 @@ pub async fn build_worker(
         ..WorkerConfig::default()
     };
     config.sync.batch_messages = args.batch.max(1);
+    config.sync.batch_bytes = args.batch_bytes.max(1);
     Ok(Arc::new(Worker::new(store, broker, key, trust, config)))
 }

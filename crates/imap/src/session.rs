@@ -19,7 +19,8 @@ struct Examined {
     uidvalidity: u32,
     uidnext: u32,
     highestmodseq: Option<u64>,
-    pending: Option<VecDeque<u32>>,
+    /// (UID, RFC822.SIZE) of the messages still to fetch, ascending.
+    pending: Option<VecDeque<(u32, u32)>>,
 }
 
 pub struct ImapSession {
@@ -81,7 +82,7 @@ impl ImapSession {
         &mut self,
         from_uid: u32,
         since: DateTime<Utc>,
-    ) -> Result<VecDeque<u32>, ProviderError> {
+    ) -> Result<VecDeque<(u32, u32)>, ProviderError> {
         let query = format!("UID {from_uid}:* SINCE {}", since.format("%d-%b-%Y"));
         let found = timeout(self.command_timeout, self.session.uid_search(&query))
             .await
@@ -90,7 +91,29 @@ impl ImapSession {
         // `n:*` always matches the highest UID, even when it is below n.
         let mut uids: Vec<u32> = found.into_iter().filter(|u| *u >= from_uid).collect();
         uids.sort_unstable();
-        Ok(uids.into())
+        if uids.is_empty() {
+            return Ok(VecDeque::new());
+        }
+        // Sizes first (a few dozen bytes a message), so batches can be cut by bytes: a
+        // batch of 200 two-megabyte messages must not sit in memory at once.
+        let set = uid_set(&uids);
+        let sizes: Vec<Fetch> = timeout(self.command_timeout, async {
+            let stream = self.session.uid_fetch(&set, "(UID RFC822.SIZE)").await?;
+            stream.try_collect().await
+        })
+        .await
+        .map_err(|_| errors::timeout("UID FETCH RFC822.SIZE"))?
+        .map_err(errors::command)?;
+        self.drain_unsolicited();
+        let by_uid: std::collections::HashMap<u32, u32> = sizes
+            .iter()
+            .filter_map(|f| Some((f.uid?, f.size?)))
+            .collect();
+        // A UID that vanished between SEARCH and FETCH (expunged) is dropped.
+        Ok(uids
+            .into_iter()
+            .filter_map(|u| by_uid.get(&u).map(|s| (u, *s)))
+            .collect())
     }
 
     async fn fetch(
@@ -127,6 +150,25 @@ impl ImapSession {
         out.sort_by_key(|m| m.imap_uid);
         Ok(out)
     }
+}
+
+/// The next batch: at most `max_messages` and about `max_bytes`, but always one message, so
+/// a message larger than the budget is still fetched (alone).
+fn take_batch(pending: &mut VecDeque<(u32, u32)>, limits: FetchLimits) -> Vec<u32> {
+    let mut uids = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(&(uid, size)) = pending.front() {
+        let size = size as usize;
+        if !uids.is_empty()
+            && (uids.len() >= limits.max_messages || bytes + size > limits.max_bytes)
+        {
+            break;
+        }
+        uids.push(uid);
+        bytes += size;
+        pending.pop_front();
+    }
+    uids
 }
 
 fn flag_name(flag: &Flag<'_>) -> String {
@@ -237,8 +279,7 @@ impl MailSession for ImapSession {
             .as_mut()
             .and_then(|e| e.pending.as_mut())
             .expect("pending set above");
-        let take = pending.len().min(limits.max_messages.max(1));
-        let uids: Vec<u32> = pending.drain(..take).collect();
+        let uids = take_batch(pending, limits);
         let more = !pending.is_empty();
         if uids.is_empty() {
             self.examined.as_mut().expect("examined").pending = None;
@@ -279,6 +320,31 @@ impl MailSession for ImapSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits(max_messages: usize, max_bytes: usize) -> FetchLimits {
+        FetchLimits {
+            since: chrono::DateTime::UNIX_EPOCH,
+            max_messages,
+            max_bytes,
+        }
+    }
+
+    #[test]
+    fn batches_are_cut_by_count_and_by_bytes() {
+        let mut p: VecDeque<(u32, u32)> = [(1, 10), (2, 10), (3, 10), (4, 10)].into();
+        assert_eq!(take_batch(&mut p, limits(3, 1000)), vec![1, 2, 3]);
+        assert_eq!(take_batch(&mut p, limits(3, 1000)), vec![4]);
+        assert!(take_batch(&mut p, limits(3, 1000)).is_empty());
+
+        let mut p: VecDeque<(u32, u32)> = [(1, 600), (2, 600), (3, 100), (4, 5000)].into();
+        assert_eq!(take_batch(&mut p, limits(100, 1000)), vec![1]);
+        assert_eq!(take_batch(&mut p, limits(100, 1000)), vec![2, 3]);
+        assert_eq!(
+            take_batch(&mut p, limits(100, 1000)),
+            vec![4],
+            "an oversized message goes alone"
+        );
+    }
 
     #[test]
     fn roles_come_from_special_use_then_names() {

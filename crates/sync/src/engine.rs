@@ -11,14 +11,17 @@ use std::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SyncOptions {
-    /// Messages fetched and committed together.
+    /// Messages fetched and committed together, at most.
     pub batch_messages: usize,
+    /// Bytes of raw mail fetched together, about (a larger message is fetched alone).
+    pub batch_bytes: usize,
 }
 
 impl Default for SyncOptions {
     fn default() -> Self {
         Self {
             batch_messages: 200,
+            batch_bytes: 16 << 20,
         }
     }
 }
@@ -123,7 +126,7 @@ async fn sync_folder(
     let limits = FetchLimits {
         since: account.sync_window_start,
         max_messages: options.batch_messages,
-        max_bytes: 64 << 20,
+        max_bytes: options.batch_bytes,
     };
     let mut cursor = cursor::load(folder);
     loop {

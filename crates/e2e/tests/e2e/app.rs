@@ -61,6 +61,11 @@ impl App {
             trust,
             WorkerConfig {
                 slots: 1,
+                // Small batches, so every sync crosses several batch and cursor boundaries.
+                sync: mailfleet_sync::SyncOptions {
+                    batch_messages: 25,
+                    batch_bytes: 64 * 1024,
+                },
                 ..WorkerConfig::default()
             },
         );
