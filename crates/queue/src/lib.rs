@@ -106,38 +106,36 @@ impl Broker {
     /// Publishes a persistent job and waits for the broker's confirm. `mandatory` turns an
     /// unroutable publish into an error instead of a silent drop.
     pub async fn publish(&self, envelope: &JobEnvelope) -> Result<(), QueueError> {
-        let queue = self.names.for_job(&envelope.job);
         let props = BasicProperties::default()
-            .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_message_id(envelope.job_id.to_string().into())
             .with_type(envelope.job.kind().into());
-        let confirm = self
-            .publish
-            .basic_publish(
-                ShortString::from(""),
-                ShortString::from(queue),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &envelope.to_bytes(),
-                props,
-            )
-            .await?
-            .await?;
-        match confirm {
-            lapin::Confirmation::Ack(None) => Ok(()),
-            lapin::Confirmation::Ack(Some(_)) => {
-                Err(QueueError::Unroutable(envelope.job_id.to_string()))
-            }
-            _ => Err(QueueError::NotConfirmed(envelope.job_id.to_string())),
-        }
+        self.publish_confirmed(
+            self.names.for_job(&envelope.job),
+            &envelope.to_bytes(),
+            props,
+        )
+        .await
+        .map_err(|e| match e {
+            QueueError::Unroutable(_) => QueueError::Unroutable(envelope.job_id.to_string()),
+            QueueError::NotConfirmed(_) => QueueError::NotConfirmed(envelope.job_id.to_string()),
+            other => other,
+        })
     }
 
     /// Publishes raw bytes to one of the work queues, confirmed, as an outside publisher (the
     /// CRM) would. Used to prove that what the CRM sends is what the worker reads.
     pub async fn publish_raw(&self, queue: &str, body: &[u8]) -> Result<(), QueueError> {
+        self.publish_confirmed(queue, body, BasicProperties::default())
+            .await
+    }
+
+    async fn publish_confirmed(
+        &self,
+        queue: &str,
+        body: &[u8],
+        props: BasicProperties,
+    ) -> Result<(), QueueError> {
         let confirm = self
             .publish
             .basic_publish(
@@ -148,7 +146,7 @@ impl Broker {
                     ..BasicPublishOptions::default()
                 },
                 body,
-                BasicProperties::default().with_delivery_mode(2),
+                props.with_delivery_mode(2),
             )
             .await?
             .await?;

@@ -15,7 +15,7 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 
-pub use migrate::{ensure_database, run_migrations};
+pub use migrate::{database_name, ensure_database, run_migrations, with_database};
 
 pub type Conn = Object<AsyncPgConnection>;
 

@@ -36,22 +36,15 @@ pub async fn ensure_database(database_url: &str) -> Result<bool, StoreError> {
     if AsyncPgConnection::establish(database_url).await.is_ok() {
         return Ok(false);
     }
-    let (base, query) = match database_url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (database_url, None),
-    };
-    let (server, name) = base
-        .rsplit_once('/')
+    let name = database_name(database_url)
         .ok_or_else(|| StoreError::Migration("DATABASE_URL has no database name".into()))?;
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(StoreError::Migration(format!(
             "will not create database {name:?}: use letters, digits and _"
         )));
     }
-    let admin = match query {
-        Some(q) => format!("{server}/postgres?{q}"),
-        None => format!("{server}/postgres"),
-    };
+    let admin = with_database(database_url, "postgres")
+        .ok_or_else(|| StoreError::Migration("DATABASE_URL has no database name".into()))?;
     let mut conn = AsyncPgConnection::establish(&admin)
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -69,5 +62,51 @@ pub async fn ensure_database(database_url: &str) -> Result<bool, StoreError> {
             Ok(false)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `url` with its database name replaced by `name` (query parameters kept).
+pub fn with_database(url: &str, name: &str) -> Option<String> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let (server, _) = base
+        .rsplit_once('/')
+        .filter(|(s, _)| s.contains("://") && !s.ends_with('/'))?;
+    Some(match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    })
+}
+
+/// The database name in `url`.
+pub fn database_name(url: &str) -> Option<&str> {
+    let base = url.split_once('?').map_or(url, |(b, _)| b);
+    base.rsplit_once('/')
+        .filter(|(s, _)| s.contains("://") && !s.ends_with('/'))
+        .map(|(_, n)| n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_and_reads_the_database_in_a_url() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x").as_deref(),
+            Some("postgres://u@h:5432/x")
+        );
+        assert_eq!(
+            with_database("postgres://u@h/app?sslmode=disable", "x").as_deref(),
+            Some("postgres://u@h/x?sslmode=disable")
+        );
+        assert_eq!(
+            database_name("postgres://u@h/app?sslmode=disable"),
+            Some("app")
+        );
+        assert_eq!(with_database("postgres://u@h", "x"), None);
+        assert_eq!(database_name("postgres://u@h"), None);
     }
 }

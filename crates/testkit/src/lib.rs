@@ -60,7 +60,7 @@ impl TestDb {
             .execute(&mut conn)
             .await
             .expect("create test database");
-        let url = replace_db(&admin, &name);
+        let url = mailfleet_store::with_database(&admin, &name).expect("database URL");
         mailfleet_store::run_migrations(&url)
             .await
             .expect("migrate test database");
@@ -95,16 +95,17 @@ impl Drop for TestDb {
     }
 }
 
-fn replace_db(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let (server, _) = base.rsplit_once('/').expect("database URL has a path");
-    match query {
-        Some(q) => format!("{server}/{db}?{q}"),
-        None => format!("{server}/{db}"),
-    }
+/// Runs cleanup from `Drop`, which may be inside a test's runtime: on a thread with a
+/// runtime of its own.
+fn block_on_detached(fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(fut);
+    })
+    .join();
 }
 
 /// Counts rows with a raw query returning one `count` column.
@@ -159,19 +160,12 @@ impl Default for TestQueues {
 impl Drop for TestQueues {
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(b) = mailfleet_queue::Broker::connect(&amqp_url(), &prefix).await {
-                    let _ = b.delete_topology().await;
-                    b.close().await;
-                }
-            });
-        })
-        .join();
+        block_on_detached(async move {
+            if let Ok(b) = mailfleet_queue::Broker::connect(&amqp_url(), &prefix).await {
+                let _ = b.delete_topology().await;
+                b.close().await;
+            }
+        });
     }
 }
 
@@ -196,20 +190,5 @@ impl std::ops::Deref for TestMailbox {
 impl Drop for TestMailbox {
     fn drop(&mut self) {
         let _ = self.0.delete();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn replaces_the_database_in_a_url() {
-        assert_eq!(
-            super::replace_db("postgres://u@h:5432/postgres", "x"),
-            "postgres://u@h:5432/x"
-        );
-        assert_eq!(
-            super::replace_db("postgres://u@h/postgres?sslmode=disable", "x"),
-            "postgres://u@h/x?sslmode=disable"
-        );
     }
 }
