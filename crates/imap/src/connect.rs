@@ -1,10 +1,12 @@
 use crate::errors;
 use crate::session::ImapSession;
-use crate::stream::ImapStream;
+use crate::stream::{ImapStream, Io};
 use crate::tls::TlsTrust;
 use mailfleet_core::{Encryption, Secret};
 use mailfleet_provider::ProviderError;
 use rustls::pki_types::ServerName;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -22,6 +24,34 @@ pub struct ImapSettings {
     pub allow_insecure_cert: bool,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Use CONDSTORE / QRESYNC when the server offers them (tests turn them off to prove the
+    /// fallback).
+    pub use_condstore: bool,
+    pub use_qresync: bool,
+}
+
+impl ImapSettings {
+    /// Settings with the default timeouts and every extension the server offers.
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        encryption: Encryption,
+        login: impl Into<String>,
+        password: Secret<String>,
+    ) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            encryption,
+            login: login.into(),
+            password,
+            allow_insecure_cert: false,
+            connect_timeout: Duration::from_secs(20),
+            command_timeout: Duration::from_secs(300),
+            use_condstore: true,
+            use_qresync: true,
+        }
+    }
 }
 
 type Client = async_imap::Client<ImapStream>;
@@ -40,15 +70,17 @@ pub async fn connect(
     .map_err(|_| errors::timeout(&format!("connecting to {}:{}", s.host, s.port)))?
     .map_err(|e| errors::connect_io(&s.host, s.port, e))?;
     let _ = tcp.set_nodelay(true);
+    let received = Arc::new(AtomicU64::new(0));
+    let stream = |io| ImapStream::new(io, received.clone());
 
     let client = match s.encryption {
         Encryption::Ssl => {
             let tls = handshake(s, trust, tcp).await?;
-            greeted(Client::new(ImapStream::Tls(Box::new(tls))), s).await?
+            greeted(Client::new(stream(Io::Tls(Box::new(tls)))), s).await?
         }
-        Encryption::None => greeted(Client::new(ImapStream::Plain(tcp)), s).await?,
+        Encryption::None => greeted(Client::new(stream(Io::Plain(tcp))), s).await?,
         Encryption::Starttls => {
-            let mut plain = greeted(Client::new(ImapStream::Plain(tcp)), s).await?;
+            let mut plain = greeted(Client::new(stream(Io::Plain(tcp))), s).await?;
             // Refuse, never downgrade, when the server does not offer STARTTLS: the
             // response to STARTTLS is NO/BAD then.
             timeout(
@@ -58,24 +90,45 @@ pub async fn connect(
             .await
             .map_err(|_| errors::timeout("STARTTLS"))?
             .map_err(|e| ProviderError::Tls(format!("the server did not accept STARTTLS: {e}")))?;
-            let tcp = match plain.into_inner() {
-                ImapStream::Plain(tcp) => tcp,
-                ImapStream::Tls(_) => unreachable!("the stream is plain before STARTTLS"),
+            let tcp = match plain.into_inner().io {
+                Io::Plain(tcp) => tcp,
+                Io::Tls(_) => unreachable!("the stream is plain before STARTTLS"),
             };
             let tls = handshake(s, trust, tcp).await?;
             // No greeting after STARTTLS.
-            Client::new(ImapStream::Tls(Box::new(tls)))
+            Client::new(stream(Io::Tls(Box::new(tls))))
         }
     };
 
-    let session = timeout(
+    let mut session = timeout(
         s.command_timeout,
         client.login(&s.login, s.password.expose()),
     )
     .await
     .map_err(|_| errors::timeout("LOGIN"))?
     .map_err(|(e, _)| errors::login(e))?;
-    Ok(ImapSession::new(session, s.command_timeout))
+    // Capabilities can change after login; ask again rather than trust the greeting.
+    let caps = timeout(s.command_timeout, session.capabilities())
+        .await
+        .map_err(|_| errors::timeout("CAPABILITY"))?
+        .map_err(errors::command)?;
+    let condstore = s.use_condstore && (caps.has_str("CONDSTORE") || caps.has_str("QRESYNC"));
+    let mut qresync = s.use_qresync && condstore && caps.has_str("QRESYNC");
+    if qresync {
+        // QRESYNC must be enabled before the EXAMINE that uses it.
+        qresync = timeout(
+            s.command_timeout,
+            session.run_command_and_check_ok("ENABLE QRESYNC"),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+    }
+    Ok(ImapSession::new(
+        session,
+        s.command_timeout,
+        crate::session::Extensions { condstore, qresync },
+        received,
+    ))
 }
 
 async fn handshake(

@@ -3,6 +3,7 @@
 
 mod connect;
 mod errors;
+mod examine;
 mod session;
 mod stream;
 pub mod tls;

@@ -1,4 +1,5 @@
 use crate::errors;
+use crate::examine::{self, Mode};
 use crate::stream::ImapStream;
 use crate::uidset::uid_set;
 use async_imap::types::{Fetch, Flag, NameAttribute};
@@ -6,36 +7,63 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mailfleet_provider::{
-    ChangeBatch, FetchLimits, FetchedMessage, FolderCursor, FolderRole, MailSession, ProviderError,
-    RemoteFolder,
+    ChangeBatch, FetchLimits, FetchedMessage, FlagUpdate, FolderCursor, FolderRole, MailSession,
+    ProviderError, RemoteFolder, Removed,
 };
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::timeout;
 
-/// The folder currently examined and the UIDs still to fetch from it in this sync.
-struct Examined {
+/// RFC 7162 extensions in use for this session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extensions {
+    pub condstore: bool,
+    pub qresync: bool,
+}
+
+/// The folder being synced and the UIDs still to fetch from it.
+struct Open {
     name: String,
     uidvalidity: u32,
     uidnext: u32,
     highestmodseq: Option<u64>,
     /// (UID, RFC822.SIZE) of the messages still to fetch, ascending.
-    pending: Option<VecDeque<(u32, u32)>>,
+    pending: VecDeque<(u32, u32)>,
 }
 
 pub struct ImapSession {
     session: async_imap::Session<ImapStream>,
     command_timeout: Duration,
-    examined: Option<Examined>,
+    extensions: Extensions,
+    received: Arc<AtomicU64>,
+    open: Option<Open>,
 }
 
 impl ImapSession {
-    pub(crate) fn new(session: async_imap::Session<ImapStream>, command_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        session: async_imap::Session<ImapStream>,
+        command_timeout: Duration,
+        extensions: Extensions,
+        received: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             session,
             command_timeout,
-            examined: None,
+            extensions,
+            received,
+            open: None,
         }
+    }
+
+    /// Bytes the server has sent on this connection so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    pub fn extensions(&self) -> Extensions {
+        self.extensions
     }
 
     /// Untagged responses that arrive outside a command pile up in a bounded channel; drain
@@ -44,68 +72,70 @@ impl ImapSession {
         while self.session.unsolicited_responses.try_recv().is_ok() {}
     }
 
-    async fn examine(&mut self, name: &str) -> Result<&mut Examined, ProviderError> {
-        if self.examined.as_ref().is_none_or(|e| e.name != name) {
-            self.examined = None;
-            let mbox = timeout(self.command_timeout, self.session.examine(name))
-                .await
-                .map_err(|_| errors::timeout("EXAMINE"))?
-                .map_err(errors::command)?;
-            let uidvalidity = mbox.uid_validity.ok_or_else(|| {
-                ProviderError::Protocol(format!("no UIDVALIDITY for folder {name:?}"))
-            })?;
-            let uidnext = match mbox.uid_next {
-                Some(n) => n,
-                None => self.probe_uidnext().await?,
-            };
-            self.examined = Some(Examined {
-                name: name.to_owned(),
-                uidvalidity,
-                uidnext,
-                highestmodseq: mbox.highest_modseq,
-                pending: None,
-            });
+    async fn examine(
+        &mut self,
+        name: &str,
+        mode: Mode,
+    ) -> Result<examine::Examined, ProviderError> {
+        self.open = None;
+        let ex = timeout(
+            self.command_timeout,
+            examine::examine(&mut self.session, name, mode),
+        )
+        .await
+        .map_err(|_| errors::timeout("EXAMINE"))??;
+        if ex.uidvalidity.is_none() {
+            return Err(ProviderError::Protocol(format!(
+                "no UIDVALIDITY for folder {name:?}"
+            )));
         }
-        Ok(self.examined.as_mut().expect("set above"))
+        Ok(ex)
     }
 
-    /// A server that omits UIDNEXT: the highest UID plus one.
-    async fn probe_uidnext(&mut self) -> Result<u32, ProviderError> {
-        let uids = timeout(self.command_timeout, self.session.uid_search("ALL"))
+    async fn uid_fetch(&mut self, set: &str, query: &str) -> Result<Vec<Fetch>, ProviderError> {
+        let fetches = timeout(self.command_timeout, async {
+            let stream = self.session.uid_fetch(set, query).await?;
+            stream.try_collect::<Vec<Fetch>>().await
+        })
+        .await
+        .map_err(|_| errors::timeout("UID FETCH"))?
+        .map_err(errors::command)?;
+        self.drain_unsolicited();
+        Ok(fetches)
+    }
+
+    async fn uid_search(&mut self, query: &str) -> Result<Vec<u32>, ProviderError> {
+        let found = timeout(self.command_timeout, self.session.uid_search(query))
             .await
             .map_err(|_| errors::timeout("UID SEARCH"))?
             .map_err(errors::command)?;
-        Ok(uids.into_iter().max().map_or(1, |m| m + 1))
+        self.drain_unsolicited();
+        let mut uids: Vec<u32> = found.into_iter().collect();
+        uids.sort_unstable();
+        Ok(uids)
     }
 
+    /// New messages from `from_uid` on, received since `since`, with their sizes.
     async fn search_new(
         &mut self,
         from_uid: u32,
         since: DateTime<Utc>,
     ) -> Result<VecDeque<(u32, u32)>, ProviderError> {
         let query = format!("UID {from_uid}:* SINCE {}", since.format("%d-%b-%Y"));
-        let found = timeout(self.command_timeout, self.session.uid_search(&query))
-            .await
-            .map_err(|_| errors::timeout("UID SEARCH"))?
-            .map_err(errors::command)?;
         // `n:*` always matches the highest UID, even when it is below n.
-        let mut uids: Vec<u32> = found.into_iter().filter(|u| *u >= from_uid).collect();
-        uids.sort_unstable();
+        let uids: Vec<u32> = self
+            .uid_search(&query)
+            .await?
+            .into_iter()
+            .filter(|u| *u >= from_uid)
+            .collect();
         if uids.is_empty() {
             return Ok(VecDeque::new());
         }
         // Sizes first (a few dozen bytes a message), so batches can be cut by bytes: a
         // batch of 200 two-megabyte messages must not sit in memory at once.
-        let set = uid_set(&uids);
-        let sizes: Vec<Fetch> = timeout(self.command_timeout, async {
-            let stream = self.session.uid_fetch(&set, "(UID RFC822.SIZE)").await?;
-            stream.try_collect().await
-        })
-        .await
-        .map_err(|_| errors::timeout("UID FETCH RFC822.SIZE"))?
-        .map_err(errors::command)?;
-        self.drain_unsolicited();
-        let by_uid: std::collections::HashMap<u32, u32> = sizes
+        let sizes = self.uid_fetch(&uid_set(&uids), "(UID RFC822.SIZE)").await?;
+        let by_uid: HashMap<u32, u32> = sizes
             .iter()
             .filter_map(|f| Some((f.uid?, f.size?)))
             .collect();
@@ -116,23 +146,17 @@ impl ImapSession {
             .collect())
     }
 
-    async fn fetch(
+    async fn fetch_bodies(
         &mut self,
         uids: &[u32],
         uidvalidity: u32,
     ) -> Result<Vec<FetchedMessage>, ProviderError> {
-        let set = uid_set(uids);
-        let fetches: Vec<Fetch> = timeout(self.command_timeout, async {
-            let stream = self
-                .session
-                .uid_fetch(&set, "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])")
-                .await?;
-            stream.try_collect().await
-        })
-        .await
-        .map_err(|_| errors::timeout("UID FETCH"))?
-        .map_err(errors::command)?;
-        self.drain_unsolicited();
+        let fetches = self
+            .uid_fetch(
+                &uid_set(uids),
+                "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])",
+            )
+            .await?;
         let mut out = Vec::with_capacity(fetches.len());
         for f in fetches {
             // Flag updates for other messages can arrive as untagged FETCH without a body.
@@ -140,9 +164,9 @@ impl ImapSession {
                 continue;
             };
             out.push(FetchedMessage {
-                remote_id: format!("{uidvalidity}:{uid}"),
+                remote_id: remote_id(uidvalidity, uid),
                 imap_uid: Some(uid),
-                flags: f.flags().map(|fl| flag_name(&fl)).collect(),
+                flags: flags_of(&f),
                 received_at: f.internal_date().map(|d| d.with_timezone(&Utc)),
                 raw: body.to_vec(),
             });
@@ -150,6 +174,114 @@ impl ImapSession {
         out.sort_by_key(|m| m.imap_uid);
         Ok(out)
     }
+
+    /// What happened to the messages stored so far (UIDs below `known_next`): flag changes
+    /// and expunges. With QRESYNC the EXAMINE already said; with CONDSTORE an unchanged
+    /// HIGHESTMODSEQ means nothing happened; otherwise the server lists what exists.
+    async fn changes_to_known(
+        &mut self,
+        ex: &examine::Examined,
+        mode: Mode,
+        known_next: u32,
+        known_modseq: Option<u64>,
+    ) -> Result<(Vec<FlagUpdate>, Removed), ProviderError> {
+        let uidvalidity = ex.uidvalidity.expect("checked in examine");
+        if known_next <= 1 {
+            return Ok((Vec::new(), Removed::Nothing));
+        }
+        let known = |u: &u32| *u < known_next;
+        if let Mode::Qresync { .. } = mode {
+            let flags = ex
+                .changed
+                .iter()
+                .filter(|(u, _)| known(u))
+                .map(|(u, f)| FlagUpdate {
+                    remote_id: remote_id(uidvalidity, *u),
+                    flags: clean_flags(f.iter().map(String::as_str)),
+                })
+                .collect();
+            let gone: Vec<String> = ex
+                .vanished
+                .iter()
+                .flat_map(|r| *r.start()..=(*r.end()).min(known_next - 1))
+                .map(|u| remote_id(uidvalidity, u))
+                .collect();
+            let removed = if gone.is_empty() {
+                Removed::Nothing
+            } else {
+                Removed::These(gone)
+            };
+            return Ok((flags, removed));
+        }
+        if ex.exists == 0 {
+            return Ok((Vec::new(), Removed::AllBut(Vec::new())));
+        }
+        let range = format!("1:{}", known_next - 1);
+        if let (Some(server), Some(stored), true) =
+            (ex.highestmodseq, known_modseq, self.extensions.condstore)
+        {
+            if server == stored {
+                return Ok((Vec::new(), Removed::Nothing));
+            }
+            let changed = self
+                .uid_fetch(&range, &format!("(UID FLAGS) (CHANGEDSINCE {stored})"))
+                .await?;
+            let present = self.uid_search(&format!("UID {range}")).await?;
+            return Ok((
+                flag_updates(uidvalidity, &changed, known_next),
+                all_but(uidvalidity, present, known_next),
+            ));
+        }
+        let all = self.uid_fetch(&range, "(UID FLAGS)").await?;
+        let present = all.iter().filter_map(|f| f.uid).collect();
+        Ok((
+            flag_updates(uidvalidity, &all, known_next),
+            all_but(uidvalidity, present, known_next),
+        ))
+    }
+}
+
+fn remote_id(uidvalidity: u32, uid: u32) -> String {
+    format!("{uidvalidity}:{uid}")
+}
+
+fn flag_updates(uidvalidity: u32, fetches: &[Fetch], known_next: u32) -> Vec<FlagUpdate> {
+    fetches
+        .iter()
+        .filter_map(|f| {
+            let uid = f.uid.filter(|u| *u < known_next)?;
+            Some(FlagUpdate {
+                remote_id: remote_id(uidvalidity, uid),
+                flags: flags_of(f),
+            })
+        })
+        .collect()
+}
+
+fn all_but(uidvalidity: u32, present: Vec<u32>, known_next: u32) -> Removed {
+    Removed::AllBut(
+        present
+            .into_iter()
+            .filter(|u| *u < known_next)
+            .map(|u| remote_id(uidvalidity, u))
+            .collect(),
+    )
+}
+
+fn flags_of(f: &Fetch) -> Vec<String> {
+    let names: Vec<String> = f.flags().map(|fl| flag_name(&fl)).collect();
+    clean_flags(names.iter().map(String::as_str))
+}
+
+/// Sorted, without `\Recent` (it belongs to a session, not to the message).
+fn clean_flags<'a>(flags: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<String> = flags
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// The next batch: at most `max_messages` and about `max_bytes`, but always one message, so
@@ -241,72 +373,112 @@ impl MailSession for ImapSession {
             .collect())
     }
 
+    async fn current_cursor(
+        &mut self,
+        folder: &RemoteFolder,
+    ) -> Result<FolderCursor, ProviderError> {
+        let mode = if self.extensions.condstore {
+            Mode::Condstore
+        } else {
+            Mode::Plain
+        };
+        let ex = self.examine(&folder.name, mode).await?;
+        Ok(FolderCursor::Imap {
+            uidvalidity: ex.uidvalidity.expect("checked in examine"),
+            uidnext: ex.uidnext.unwrap_or(1),
+            highestmodseq: ex.highestmodseq,
+        })
+    }
+
     async fn next_changes(
         &mut self,
         folder: &RemoteFolder,
         cursor: &FolderCursor,
         limits: FetchLimits,
     ) -> Result<ChangeBatch, ProviderError> {
-        let ex = self.examine(&folder.name).await?;
-        let (uidvalidity, server_uidnext, modseq) = (ex.uidvalidity, ex.uidnext, ex.highestmodseq);
-        // A changed UIDVALIDITY invalidates every stored UID: start the folder over.
-        let from_uid = match cursor {
-            FolderCursor::Imap {
-                uidvalidity: v,
-                uidnext,
-                ..
-            } if *v == uidvalidity => *uidnext,
-            _ => 1,
-        };
-        let done = FolderCursor::Imap {
-            uidvalidity,
-            uidnext: server_uidnext.max(from_uid),
-            highestmodseq: modseq,
-        };
-        if from_uid >= server_uidnext && ex.pending.is_none() {
-            return Ok(ChangeBatch {
-                new_messages: Vec::new(),
-                next_cursor: done,
-                more: false,
+        let mut flag_updates = Vec::new();
+        let mut removed = Removed::Nothing;
+        if self.open.as_ref().is_none_or(|o| o.name != folder.name) {
+            // First call for this folder in this sync: open it, learn what changed among the
+            // stored messages, and list the new ones.
+            let (stored_uv, stored_next, stored_modseq) = match cursor {
+                FolderCursor::Imap {
+                    uidvalidity,
+                    uidnext,
+                    highestmodseq,
+                } => (Some(*uidvalidity), *uidnext, *highestmodseq),
+                _ => (None, 1, None),
+            };
+            let mode = match (stored_uv, stored_modseq) {
+                (Some(uidvalidity), Some(modseq)) if self.extensions.qresync && stored_next > 1 => {
+                    Mode::Qresync {
+                        uidvalidity,
+                        modseq,
+                    }
+                }
+                _ if self.extensions.condstore => Mode::Condstore,
+                _ => Mode::Plain,
+            };
+            let mut ex = self.examine(&folder.name, mode).await?;
+            let uidvalidity = ex.uidvalidity.expect("checked in examine");
+            let from_uid = if stored_uv.is_some_and(|v| v != uidvalidity) {
+                // Every stored UID is void: the engine re-matches what it has.
+                removed = Removed::All;
+                ex.changed.clear();
+                1
+            } else {
+                let (f, r) = self
+                    .changes_to_known(&ex, mode, stored_next, stored_modseq)
+                    .await?;
+                flag_updates = f;
+                removed = r;
+                stored_next
+            };
+            let uidnext = match ex.uidnext {
+                Some(n) => n,
+                None => self.uid_search("ALL").await?.last().map_or(1, |m| m + 1),
+            };
+            let pending = if from_uid < uidnext && ex.exists > 0 {
+                self.search_new(from_uid, limits.since).await?
+            } else {
+                VecDeque::new()
+            };
+            self.open = Some(Open {
+                name: folder.name.clone(),
+                uidvalidity,
+                uidnext: uidnext.max(from_uid),
+                highestmodseq: ex.highestmodseq,
+                pending,
             });
         }
-        if ex.pending.is_none() {
-            let found = self.search_new(from_uid, limits.since).await?;
-            self.examined.as_mut().expect("examined").pending = Some(found);
-        }
-        let pending = self
-            .examined
-            .as_mut()
-            .and_then(|e| e.pending.as_mut())
-            .expect("pending set above");
-        let uids = take_batch(pending, limits);
-        let more = !pending.is_empty();
-        if uids.is_empty() {
-            self.examined.as_mut().expect("examined").pending = None;
-            return Ok(ChangeBatch {
-                new_messages: Vec::new(),
-                next_cursor: done,
-                more: false,
-            });
-        }
-        let messages = self.fetch(&uids, uidvalidity).await?;
-        let last = *uids.last().expect("non-empty");
+        let open = self.open.as_mut().expect("opened above");
+        let (uidvalidity, uidnext, modseq) = (open.uidvalidity, open.uidnext, open.highestmodseq);
+        let uids = take_batch(&mut open.pending, limits);
+        let more = !open.pending.is_empty();
+        let new_messages = if uids.is_empty() {
+            Vec::new()
+        } else {
+            self.fetch_bodies(&uids, uidvalidity).await?
+        };
         let next_cursor = if more {
+            // Mid-folder: the modseq is only valid once the folder is complete.
             FolderCursor::Imap {
                 uidvalidity,
-                uidnext: last + 1,
+                uidnext: uids.last().map_or(uidnext, |l| l + 1),
                 highestmodseq: None,
             }
         } else {
-            self.examined.as_mut().expect("examined").pending = None;
+            self.open = None;
             FolderCursor::Imap {
                 uidvalidity,
-                uidnext: server_uidnext.max(last + 1),
+                uidnext: uids.last().map_or(uidnext, |l| uidnext.max(l + 1)),
                 highestmodseq: modseq,
             }
         };
         Ok(ChangeBatch {
-            new_messages: messages,
+            new_messages,
+            flag_updates,
+            removed,
             next_cursor,
             more,
         })

@@ -93,13 +93,48 @@ pub struct FetchedMessage {
     pub raw: Vec<u8>,
 }
 
-/// One step of a folder's sync: the new messages and the cursor to store with them.
+/// New flags of a message already stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagUpdate {
+    pub remote_id: String,
+    pub flags: Vec<String>,
+}
+
+/// Stored messages that are gone from the folder on the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Removed {
+    #[default]
+    Nothing,
+    /// These remote ids are gone (QRESYNC VANISHED, Gmail history, Graph `@removed`).
+    These(Vec<String>),
+    /// Every stored message but these is gone (a server without QRESYNC lists what exists).
+    AllBut(Vec<String>),
+    /// The folder's ids are void (UIDVALIDITY changed): what is stored is re-matched or gone.
+    All,
+}
+
+/// One step of a folder's sync: what changed, and the cursor to store with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeBatch {
     pub new_messages: Vec<FetchedMessage>,
+    pub flag_updates: Vec<FlagUpdate>,
+    pub removed: Removed,
     pub next_cursor: FolderCursor,
     /// More batches follow for this folder in this sync.
     pub more: bool,
+}
+
+impl ChangeBatch {
+    /// Nothing changed; store `cursor`.
+    pub fn unchanged(cursor: FolderCursor) -> Self {
+        Self {
+            new_messages: Vec::new(),
+            flag_updates: Vec::new(),
+            removed: Removed::Nothing,
+            next_cursor: cursor,
+            more: false,
+        }
+    }
 }
 
 /// What the sync may fetch: nothing received before `since`, at most `max_messages` and
@@ -116,6 +151,13 @@ pub struct FetchLimits {
 pub trait MailSession: Send {
     /// Every folder the account has, selectable or not.
     async fn list_folders(&mut self) -> Result<Vec<RemoteFolder>, ProviderError>;
+
+    /// The folder's position now, without fetching anything: a cursor from which a later sync
+    /// sees only newer mail (how the first sync skips Trash and Junk).
+    async fn current_cursor(
+        &mut self,
+        folder: &RemoteFolder,
+    ) -> Result<FolderCursor, ProviderError>;
 
     /// The next batch of changes in `folder` after `cursor`. Calling again with the returned
     /// cursor continues; a batch with `more == false` ends the folder's sync.

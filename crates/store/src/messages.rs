@@ -19,8 +19,29 @@ pub struct BatchOwner {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
     pub inserted: usize,
+    pub flags_updated: usize,
+    pub removed: usize,
     pub contacts_created: usize,
     pub contact_links: usize,
+}
+
+/// Stored messages of the folder that are gone on the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Removal {
+    #[default]
+    Nothing,
+    These(Vec<String>),
+    AllBut(Vec<String>),
+    /// The folder's remote ids are void (IMAP UIDVALIDITY changed); counted on the folder.
+    All,
+}
+
+/// What changed among the folder's stored messages, applied with the batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderChanges {
+    /// (remote id, new flags).
+    pub flags: Vec<(String, Vec<String>)>,
+    pub removal: Removal,
 }
 
 // Postgres takes at most 65,535 bind parameters; a message row has 20 columns.
@@ -34,10 +55,15 @@ pub async fn store_batch(
     conn: &mut Conn,
     owner: &BatchOwner,
     batch: Vec<(NewMessage, Vec<AddressEntry>)>,
+    changes: &FolderChanges,
     cursor: &CursorUpdate,
 ) -> Result<BatchOutcome, StoreError> {
     let conn: &mut AsyncPgConnection = conn;
     conn.transaction(async |tx| {
+        // Removals first: after a UIDVALIDITY change the same messages come back under new
+        // ids in this very batch.
+        let removed = apply_removal(tx, owner.folder_id, &changes.removal).await?;
+        let flags_updated = apply_flags(tx, owner.folder_id, &changes.flags).await?;
         let mut addresses_by_remote: HashMap<String, Vec<AddressEntry>> = HashMap::new();
         let mut rows = Vec::with_capacity(batch.len());
         for (msg, addrs) in batch {
@@ -81,11 +107,75 @@ pub async fn store_batch(
         save_cursor(tx, owner.folder_id, cursor).await?;
         Ok::<_, StoreError>(BatchOutcome {
             inserted: ids.len(),
+            flags_updated,
+            removed,
             contacts_created,
             contact_links,
         })
     })
     .await
+}
+
+async fn apply_removal(
+    tx: &mut AsyncPgConnection,
+    folder_id: i64,
+    removal: &Removal,
+) -> Result<usize, StoreError> {
+    Ok(match removal {
+        Removal::Nothing => 0,
+        Removal::These(ids) if ids.is_empty() => 0,
+        Removal::These(ids) => {
+            diesel::sql_query("DELETE FROM messages WHERE folder_id = $1 AND remote_id = ANY($2)")
+                .bind::<BigInt, _>(folder_id)
+                .bind::<Array<Text>, _>(ids)
+                .execute(tx)
+                .await?
+        }
+        Removal::AllBut(ids) => {
+            diesel::sql_query("DELETE FROM messages WHERE folder_id = $1 AND remote_id <> ALL($2)")
+                .bind::<BigInt, _>(folder_id)
+                .bind::<Array<Text>, _>(ids)
+                .execute(tx)
+                .await?
+        }
+        Removal::All => {
+            diesel::sql_query(
+                "UPDATE folders SET uidvalidity_changes = uidvalidity_changes + 1 WHERE id = $1",
+            )
+            .bind::<BigInt, _>(folder_id)
+            .execute(tx)
+            .await?;
+            diesel::sql_query("DELETE FROM messages WHERE folder_id = $1")
+                .bind::<BigInt, _>(folder_id)
+                .execute(tx)
+                .await?
+        }
+    })
+}
+
+/// Sets new flags where they differ. IMAP flags hold no spaces, so they travel as one
+/// space-separated string per message.
+async fn apply_flags(
+    tx: &mut AsyncPgConnection,
+    folder_id: i64,
+    flags: &[(String, Vec<String>)],
+) -> Result<usize, StoreError> {
+    if flags.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = flags.iter().map(|(id, _)| id.as_str()).collect();
+    let joined: Vec<String> = flags.iter().map(|(_, f)| f.join(" ")).collect();
+    Ok(diesel::sql_query(
+        "UPDATE messages m SET flags = string_to_array(u.f, ' ')
+         FROM unnest($2::text[], $3::text[]) AS u(rid, f)
+         WHERE m.folder_id = $1 AND m.remote_id = u.rid
+           AND m.flags IS DISTINCT FROM string_to_array(u.f, ' ')",
+    )
+    .bind::<BigInt, _>(folder_id)
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Array<Text>, _>(&joined)
+    .execute(tx)
+    .await?)
 }
 
 /// Creates contacts for unknown senders (when the account asks for it, never for the

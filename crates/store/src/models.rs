@@ -107,6 +107,7 @@ pub struct Folder {
     pub delta_link: Option<String>,
     pub last_synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub uidvalidity_changes: i32,
 }
 
 #[derive(Debug, Clone, Insertable)]

@@ -70,6 +70,7 @@ diesel::table! {
         delta_link -> Nullable<Text>,
         last_synced_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        uidvalidity_changes -> Int4,
     }
 }
 

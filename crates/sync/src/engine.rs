@@ -1,10 +1,10 @@
 use crate::{cursor, parse};
 use chrono::Utc;
 use mailfleet_provider::{
-    ErrorClass, FetchLimits, FolderRole, MailSession, ProviderError, RemoteFolder,
+    ErrorClass, FetchLimits, FolderRole, MailSession, ProviderError, RemoteFolder, Removed,
 };
 use mailfleet_store::folders::{self, ListedFolder};
-use mailfleet_store::messages::{self, BatchOwner};
+use mailfleet_store::messages::{self, BatchOwner, FolderChanges, Removal};
 use mailfleet_store::models::Account;
 use mailfleet_store::{Store, StoreError};
 use std::time::Instant;
@@ -30,6 +30,8 @@ impl Default for SyncOptions {
 pub struct SyncReport {
     pub folders_synced: usize,
     pub messages_added: usize,
+    pub flags_updated: usize,
+    pub messages_removed: usize,
     pub bytes_fetched: u64,
     pub contacts_created: usize,
     pub contact_links: usize,
@@ -73,6 +75,32 @@ pub async fn sync_account(
         .collect();
     let mut stored = folders::upsert_listed(&mut conn, account.id, &listed).await?;
     drop(conn);
+
+    if first_listing {
+        // Trash and Junk are skipped by the first sync; should the user activate them later,
+        // they start from here and get only newer mail.
+        for folder in stored
+            .iter()
+            .filter(|f| !f.active && f.selectable && f.uidvalidity.is_none())
+        {
+            let Some(remote_folder) = remote.iter().find(|r| r.name == folder.name) else {
+                continue;
+            };
+            if !remote_folder
+                .role
+                .is_some_and(FolderRole::skipped_by_default)
+            {
+                continue;
+            }
+            let position = match session.current_cursor(remote_folder).await {
+                Ok(c) => c,
+                Err(e) if e.class() == ErrorClass::Permanent => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let mut conn = store.conn().await?;
+            folders::save_cursor(&mut conn, folder.id, &cursor::to_update(&position)).await?;
+        }
+    }
 
     // INBOX first: users judge a sync by their newest mail.
     stored.sort_by_key(|f| (f.role.as_deref() != Some("inbox"), f.name.clone()));
@@ -136,6 +164,19 @@ async fn sync_folder(
         let bytes: u64 = batch.new_messages.iter().map(|m| m.raw.len() as u64).sum();
         let (account_id, folder_id) = (account.id, folder.id);
         let messages = batch.new_messages;
+        let changes = FolderChanges {
+            flags: batch
+                .flag_updates
+                .into_iter()
+                .map(|u| (u.remote_id, u.flags))
+                .collect(),
+            removal: match batch.removed {
+                Removed::Nothing => Removal::Nothing,
+                Removed::These(ids) => Removal::These(ids),
+                Removed::AllBut(ids) => Removal::AllBut(ids),
+                Removed::All => Removal::All,
+            },
+        };
         // Parsing is CPU work: keep it off the I/O threads.
         let rows = tokio::task::spawn_blocking(move || {
             messages
@@ -150,10 +191,13 @@ async fn sync_folder(
             &mut conn,
             owner,
             rows,
+            &changes,
             &cursor::to_update(&batch.next_cursor),
         )
         .await?;
         report.messages_added += outcome.inserted;
+        report.flags_updated += outcome.flags_updated;
+        report.messages_removed += outcome.removed;
         report.bytes_fetched += bytes;
         report.contacts_created += outcome.contacts_created;
         report.contact_links += outcome.contact_links;

@@ -19,6 +19,9 @@ pub struct WorkerConfig {
     pub sync: SyncOptions,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Use IMAP CONDSTORE / QRESYNC where servers offer them.
+    pub use_condstore: bool,
+    pub use_qresync: bool,
 }
 
 impl Default for WorkerConfig {
@@ -28,6 +31,8 @@ impl Default for WorkerConfig {
             sync: SyncOptions::default(),
             connect_timeout: Duration::from_secs(20),
             command_timeout: Duration::from_secs(300),
+            use_condstore: true,
+            use_qresync: true,
         }
     }
 }

@@ -160,6 +160,8 @@ fn imap_settings(
         allow_insecure_cert: account.allow_insecure_cert,
         connect_timeout: config.connect_timeout,
         command_timeout: config.command_timeout,
+        use_condstore: config.use_condstore,
+        use_qresync: config.use_qresync,
     })
 }
 

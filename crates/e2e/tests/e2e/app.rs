@@ -29,6 +29,11 @@ pub struct App {
 
 impl App {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with a worker configuration adjusted by `tune`.
+    pub async fn start_with(tune: impl FnOnce(&mut WorkerConfig)) -> Self {
         let db = TestDb::create().await;
         let queues = TestQueues::new();
         let store = db.store();
@@ -54,21 +59,17 @@ impl App {
         });
         let ca = std::fs::read(ca_file()).expect("test CA (run scripts/services-up.sh)");
         let trust = TlsTrust::new(Some(("test CA", &ca))).unwrap();
-        let worker = Worker::new(
-            store.clone(),
-            broker.clone(),
-            key,
-            trust,
-            WorkerConfig {
-                slots: 1,
-                // Small batches, so every sync crosses several batch and cursor boundaries.
-                sync: mailfleet_sync::SyncOptions {
-                    batch_messages: 25,
-                    batch_bytes: 64 * 1024,
-                },
-                ..WorkerConfig::default()
+        let mut config = WorkerConfig {
+            slots: 1,
+            // Small batches, so every sync crosses several batch and cursor boundaries.
+            sync: mailfleet_sync::SyncOptions {
+                batch_messages: 25,
+                batch_bytes: 64 * 1024,
             },
-        );
+            ..WorkerConfig::default()
+        };
+        tune(&mut config);
+        let worker = Worker::new(store.clone(), broker.clone(), key, trust, config);
         Self {
             db,
             _queues: queues,

@@ -2,6 +2,7 @@
 
 mod api;
 mod app;
+mod incremental;
 mod jobs;
 mod schema;
 mod sync;

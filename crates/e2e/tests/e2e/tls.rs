@@ -13,14 +13,16 @@ fn settings(
     insecure: bool,
 ) -> ImapSettings {
     ImapSettings {
-        host: "127.0.0.1".into(),
-        port,
-        encryption,
-        login: mailbox.address.clone(),
-        password: Secret::new(mailbox.password.clone()),
         allow_insecure_cert: insecure,
         connect_timeout: Duration::from_secs(10),
         command_timeout: Duration::from_secs(30),
+        ..ImapSettings::new(
+            "127.0.0.1",
+            port,
+            encryption,
+            mailbox.address.clone(),
+            Secret::new(mailbox.password.clone()),
+        )
     }
 }
 

@@ -1,0 +1,125 @@
+//! EXAMINE with the RFC 7162 parameters, by raw command: async-imap has no QRESYNC API, and
+//! its `examine` can't pass `(CONDSTORE)`. The untagged responses are read here, so nothing
+//! lands in the unsolicited channel.
+
+use crate::errors;
+use crate::stream::ImapStream;
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, ResponseCode, Status};
+use mailfleet_provider::ProviderError;
+use std::ops::RangeInclusive;
+
+/// What the server told about a folder when it was examined.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Examined {
+    pub uidvalidity: Option<u32>,
+    pub uidnext: Option<u32>,
+    pub highestmodseq: Option<u64>,
+    pub exists: u32,
+    /// QRESYNC: UIDs expunged since the given modseq.
+    pub vanished: Vec<RangeInclusive<u32>>,
+    /// QRESYNC: (UID, flags) of messages changed since the given modseq.
+    pub changed: Vec<(u32, Vec<String>)>,
+}
+
+/// How to open the folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plain,
+    Condstore,
+    Qresync { uidvalidity: u32, modseq: u64 },
+}
+
+/// Quotes a mailbox name as an IMAP quoted string.
+pub fn quote(name: &str) -> Result<String, ProviderError> {
+    if name.contains(['\r', '\n', '\0']) {
+        return Err(ProviderError::Permanent(format!(
+            "folder name {name:?} contains a line break"
+        )));
+    }
+    Ok(format!(
+        "\"{}\"",
+        name.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+pub async fn examine(
+    session: &mut async_imap::Session<ImapStream>,
+    name: &str,
+    mode: Mode,
+) -> Result<Examined, ProviderError> {
+    let params = match mode {
+        Mode::Plain => String::new(),
+        Mode::Condstore => " (CONDSTORE)".into(),
+        Mode::Qresync {
+            uidvalidity,
+            modseq,
+        } => format!(" (QRESYNC ({uidvalidity} {modseq}))"),
+    };
+    let tag = session
+        .run_command(format!("EXAMINE {}{params}", quote(name)?))
+        .await
+        .map_err(errors::command)?;
+    let mut out = Examined::default();
+    loop {
+        let Some(resp) = session.read_response().await.map_err(|e| {
+            ProviderError::Disconnected(format!("reading the EXAMINE response: {e}"))
+        })?
+        else {
+            return Err(ProviderError::Disconnected(
+                "connection closed during EXAMINE".into(),
+            ));
+        };
+        match resp.parsed() {
+            Response::Done {
+                tag: t,
+                status,
+                outcome,
+            } if *t == tag => {
+                return match status {
+                    Status::Ok => Ok(out),
+                    other => Err(ProviderError::Permanent(format!(
+                        "the server refused to open folder {name:?}: {other:?} {}",
+                        outcome.information.as_deref().unwrap_or("")
+                    ))),
+                };
+            }
+            Response::Data { outcome, .. } => match &outcome.code {
+                Some(ResponseCode::UidValidity(v)) => out.uidvalidity = Some(*v),
+                Some(ResponseCode::UidNext(n)) => out.uidnext = Some(*n),
+                Some(ResponseCode::HighestModSeq(m)) => out.highestmodseq = Some(*m),
+                _ => {}
+            },
+            Response::MailboxData(MailboxDatum::Exists(n)) => out.exists = *n,
+            Response::Vanished { uids, .. } => out.vanished.extend(uids.iter().cloned()),
+            Response::Fetch(_, attrs) => {
+                let mut uid = None;
+                let mut flags = None;
+                for a in attrs {
+                    match a {
+                        AttributeValue::Uid(u) => uid = Some(*u),
+                        AttributeValue::Flags(f) => {
+                            flags = Some(f.iter().map(|x| x.to_string()).collect())
+                        }
+                        _ => {}
+                    }
+                }
+                if let (Some(u), Some(f)) = (uid, flags) {
+                    out.changed.push((u, f));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn quotes_names_and_refuses_line_breaks() {
+        assert_eq!(quote("INBOX").unwrap(), "\"INBOX\"");
+        assert_eq!(quote(r#"a "b" \c"#).unwrap(), r#""a \"b\" \\c""#);
+        assert!(quote("a\r\nb").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+ALTER TABLE folders ADD COLUMN uidvalidity_changes INTEGER NOT NULL DEFAULT 0;
