@@ -5,7 +5,7 @@ use crate::views::{AccountView, UserView};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router, middleware};
 use chrono::Utc;
 use mailfleet_core::{
@@ -30,7 +30,8 @@ pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
         .route("/users", post(create_user))
         .route("/accounts", post(create_account).get(list_accounts))
-        .route("/accounts/{id}", get(get_account))
+        .route("/accounts/{id}", get(get_account).patch(update_account))
+        .route("/accounts/{id}/folders", put(set_active_folders))
         .route("/accounts/{id}/sync", post(sync_account_now))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -262,4 +263,63 @@ async fn sync_account_now(
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "account_id": id, "queued": true, "new_job": published })),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateAccount {
+    create_contacts: Option<bool>,
+    sync_from: Option<SyncWindow>,
+}
+
+async fn update_account(
+    State(s): State<ApiState>,
+    Path(id): Path<i64>,
+    body: Result<Json<UpdateAccount>, JsonRejection>,
+) -> Result<Json<AccountView>, ApiError> {
+    let Json(req) = body?;
+    let mut conn = s.store.conn().await?;
+    let account = accounts::get(&mut conn, id).await?;
+    if let Some(window) = req.sync_from
+        && window.as_str() != account.sync_from
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sync_window_fixed",
+            format!(
+                "sync_from is fixed when an account is connected (this one syncs from {}); \
+                 connect the mailbox as a new account to use another window",
+                account.sync_from
+            ),
+        ));
+    }
+    if let Some(on) = req.create_contacts {
+        accounts::set_create_contacts(&mut conn, id, on).await?;
+    }
+    drop(conn);
+    Ok(Json(account_view(&s, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActiveFolders {
+    active: Vec<String>,
+}
+
+/// Chooses the synced folders. Folders no longer active lose their stored messages; newly
+/// active ones are synced at once.
+async fn set_active_folders(
+    State(s): State<ApiState>,
+    Path(id): Path<i64>,
+    body: Result<Json<ActiveFolders>, JsonRejection>,
+) -> Result<Json<AccountView>, ApiError> {
+    let Json(req) = body?;
+    let mut conn = s.store.conn().await?;
+    accounts::get(&mut conn, id).await?;
+    folders::set_active(&mut conn, id, &req.active).await?;
+    drop(conn);
+    if let Err(e) = s.scheduler.sync_now(id).await {
+        tracing::warn!(account_id = id, error = %e, "Sync after a folder change not queued yet.");
+    }
+    Ok(Json(account_view(&s, id).await?))
 }

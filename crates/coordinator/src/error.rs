@@ -54,6 +54,7 @@ impl From<StoreError> for ApiError {
                 format!("{what} {id} not found"),
             ),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Invalid(m) => ApiError::invalid(m),
             StoreError::Unavailable(_) => {
                 tracing::error!(error = %e, "Database unavailable.");
                 ApiError::new(

@@ -191,3 +191,12 @@ pub async fn backdate_last_attempt(conn: &mut Conn, id: i64, secs: i64) -> Resul
     .await?;
     Ok(())
 }
+
+/// Turns contact creation for unknown senders on or off.
+pub async fn set_create_contacts(conn: &mut Conn, id: i64, on: bool) -> Result<(), StoreError> {
+    diesel::update(accounts::table.find(id))
+        .set(accounts::create_contacts.eq(on))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

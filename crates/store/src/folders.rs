@@ -62,7 +62,10 @@ pub async fn upsert_listed(
     list(conn, account_id).await
 }
 
-pub async fn list(conn: &mut Conn, account_id: i64) -> Result<Vec<Folder>, StoreError> {
+pub async fn list(
+    conn: &mut diesel_async::AsyncPgConnection,
+    account_id: i64,
+) -> Result<Vec<Folder>, StoreError> {
     Ok(folders::table
         .filter(folders::account_id.eq(account_id))
         .select(Folder::as_select())
@@ -134,4 +137,64 @@ pub async fn insert_chosen(
             .await?;
     }
     Ok(())
+}
+
+/// Makes exactly `names` the account's active folders. A folder that stops being active loses
+/// its stored messages and its cursor (the product shows only active folders; activated again,
+/// it syncs anew from the account's window). Fails, changing nothing, on a name the account
+/// does not have or a folder that cannot be selected.
+pub async fn set_active(
+    conn: &mut Conn,
+    account_id: i64,
+    names: &[String],
+) -> Result<Vec<Folder>, StoreError> {
+    use diesel_async::AsyncConnection;
+    let conn: &mut diesel_async::AsyncPgConnection = conn;
+    conn.transaction(async |tx| {
+        let all: Vec<Folder> = folders::table
+            .filter(folders::account_id.eq(account_id))
+            .select(Folder::as_select())
+            .for_update()
+            .load(tx)
+            .await?;
+        let unknown: Vec<&String> = names
+            .iter()
+            .filter(|n| !all.iter().any(|f| &f.name == *n))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "the account has no folder named {unknown:?}"
+            )));
+        }
+        let unselectable: Vec<&str> = all
+            .iter()
+            .filter(|f| names.contains(&f.name) && !f.selectable)
+            .map(|f| f.name.as_str())
+            .collect();
+        if !unselectable.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "folders {unselectable:?} hold no messages and cannot be active"
+            )));
+        }
+        for f in &all {
+            let active = names.contains(&f.name);
+            if f.active && !active {
+                diesel::delete(messages::table.filter(messages::folder_id.eq(f.id)))
+                    .execute(tx)
+                    .await?;
+                diesel::update(folders::table.find(f.id))
+                    .set((folders::active.eq(false), &CursorUpdate::default()))
+                    .execute(tx)
+                    .await?;
+            } else if !f.active && active {
+                diesel::update(folders::table.find(f.id))
+                    .set(folders::active.eq(true))
+                    .execute(tx)
+                    .await?;
+            }
+        }
+        Ok::<_, StoreError>(())
+    })
+    .await?;
+    list(conn, account_id).await
 }

@@ -31,6 +31,9 @@ pub enum StoreError {
     NotFound { what: &'static str, id: i64 },
     #[error("{0}")]
     Conflict(String),
+    /// The request contradicts what is stored (an unknown folder name, …).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl StoreError {

@@ -2,6 +2,7 @@
 
 mod api;
 mod app;
+mod folders;
 mod incremental;
 mod jobs;
 mod schema;

@@ -1,0 +1,188 @@
+//! Active folders, the first sync's Trash/Junk rule, and the sync window.
+
+use crate::app::App;
+use chrono::{Duration, Utc};
+use mailfleet_testkit::{TestMailbox, count};
+use mailfleet_worker::Outcome;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+fn deliver(mailbox: &TestMailbox, folder: &str, n: usize, age: Duration, tag: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let id = format!("{tag}-{i}@example.org");
+            let date = Utc::now() - age;
+            let raw = mailfleet_mailgen::simple_message(
+                "sender@example.org",
+                &mailbox.address,
+                &format!("{tag} {i}"),
+                "body",
+                &id,
+                date,
+            );
+            mailbox
+                .write_message(folder, &raw, SystemTime::from(date), true, false)
+                .unwrap();
+            id
+        })
+        .collect()
+}
+
+async fn counts(app: &App, id: i64) -> (HashMap<String, i64>, HashMap<String, bool>) {
+    let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
+    let mut c = HashMap::new();
+    let mut a = HashMap::new();
+    for f in view["folders"].as_array().unwrap() {
+        let name = f["name"].as_str().unwrap().to_string();
+        c.insert(name.clone(), f["message_count"].as_i64().unwrap());
+        a.insert(name, f["active"].as_bool().unwrap());
+    }
+    (c, a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trash_and_junk_are_skipped_first_and_give_only_newer_mail_once_activated() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    deliver(&mailbox, "INBOX", 4, Duration::days(2), "inbox");
+    deliver(&mailbox, "Trash", 5, Duration::days(2), "old-trash");
+    deliver(&mailbox, "Junk", 3, Duration::days(2), "old-junk");
+    let id = app.connect_account(&mailbox, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let Outcome::Synced(_) = app.work_one().await else {
+        panic!("first sync failed")
+    };
+    let (c, active) = counts(&app, id).await;
+    assert_eq!(c["INBOX"], 4);
+    assert_eq!((c["Trash"], c["Junk"]), (0, 0));
+    assert_eq!(
+        (active["Trash"], active["Junk"], active["Drafts"]),
+        (false, false, false)
+    );
+
+    let newer = deliver(&mailbox, "Trash", 2, Duration::hours(1), "new-trash");
+    let (status, view) = app
+        .put(
+            &format!("/v1/accounts/{id}/folders"),
+            json!({ "active": ["INBOX", "Trash"] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(
+        app.sync_ready().await,
+        1,
+        "activating a folder queues a sync"
+    );
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("sync failed")
+    };
+    assert_eq!(report.messages_added, 2, "{report:?}");
+    let (c, _) = counts(&app, id).await;
+    assert_eq!(c["Trash"], 2);
+    for m in newer {
+        assert_eq!(
+            count(
+                &app.db.url,
+                &format!("SELECT count(*) AS count FROM messages WHERE message_id = '{m}'")
+            )
+            .await,
+            1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivating_a_folder_drops_its_messages_and_unknown_folders_are_refused() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    deliver(&mailbox, "INBOX", 3, Duration::days(1), "i");
+    deliver(&mailbox, "Archive", 4, Duration::days(1), "a");
+    let id = app.connect_account(&mailbox, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let Outcome::Synced(_) = app.work_one().await else {
+        panic!("sync failed")
+    };
+    assert_eq!(counts(&app, id).await.0["Archive"], 4);
+
+    for bad in [
+        json!({ "active": ["INBOX", "Nope"] }),
+        json!({ "active": "INBOX" }),
+    ] {
+        let (status, body) = app.put(&format!("/v1/accounts/{id}/folders"), bad).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["code"], "invalid_request");
+    }
+    let (c, active) = counts(&app, id).await;
+    assert_eq!(
+        (c["Archive"], active["Archive"]),
+        (4, true),
+        "a refused change changes nothing"
+    );
+
+    let (status, _) = app
+        .put(
+            &format!("/v1/accounts/{id}/folders"),
+            json!({ "active": ["INBOX"] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (c, active) = counts(&app, id).await;
+    assert_eq!((c["Archive"], active["Archive"]), (0, false));
+    assert_eq!(c["INBOX"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_older_than_the_sync_window_is_fetched() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let recent = deliver(&mailbox, "INBOX", 5, Duration::days(10), "recent");
+    deliver(&mailbox, "INBOX", 6, Duration::days(60), "old");
+    let id = app
+        .connect_account(&mailbox, json!({ "sync_from": "1_month" }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("sync failed")
+    };
+    assert_eq!(report.messages_added, 5);
+    let stored = mailfleet_testkit::strings(
+        &app.db.url,
+        &format!("SELECT message_id AS value FROM messages WHERE account_id = {id} ORDER BY 1"),
+    )
+    .await;
+    let mut want = recent;
+    want.sort();
+    assert_eq!(stored, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_window_cannot_be_changed_after_connecting() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let id = app
+        .connect_account(&mailbox, json!({ "sync_from": "3_months" }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = app
+        .patch(
+            &format!("/v1/accounts/{id}"),
+            json!({ "sync_from": "6_months" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "sync_window_fixed");
+    let (status, body) = app
+        .patch(
+            &format!("/v1/accounts/{id}"),
+            json!({ "sync_from": "3_months", "create_contacts": true }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sync_from"], "3_months");
+    assert_eq!(body["create_contacts"], true);
+}
