@@ -76,6 +76,7 @@ pub async fn start_coordinator(
         scheduler,
         key,
         api_token: Arc::new(args.api_token.clone()),
+        rpc_timeout: Duration::from_secs(args.rpc_timeout_secs.max(1)),
     };
     let app = mailfleet_coordinator::router(state);
     tracing::info!(addr = %listener.local_addr()?, "API listening.");

@@ -8,12 +8,14 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router, middleware};
 use chrono::Utc;
+use mailfleet_core::connection_test::{ConnectionSettings, ConnectionTestResult};
 use mailfleet_core::{
-    AccountKind, Credentials, EmailAddress, Provider, Secret, SecretKey, ServerEndpoint, SyncWindow,
+    AccountKind, Binding, Credentials, EmailAddress, Job, JobEnvelope, Provider, Secret, SecretKey,
+    ServerEndpoint, SyncWindow,
 };
-use mailfleet_queue::Broker;
+use mailfleet_queue::{Broker, QueueError};
 use mailfleet_store::models::{NewAccount, NewUser};
-use mailfleet_store::{Store, accounts, folders, users};
+use mailfleet_store::{Store, accounts, connection_tests, folders, users};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -24,6 +26,8 @@ pub struct ApiState {
     pub scheduler: Scheduler,
     pub key: SecretKey,
     pub api_token: Arc<Secret<String>>,
+    /// How long a connection test waits for a worker's answer.
+    pub rpc_timeout: std::time::Duration,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -33,6 +37,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/accounts/{id}", get(get_account).patch(update_account))
         .route("/accounts/{id}/folders", put(set_active_folders))
         .route("/accounts/{id}/sync", post(sync_account_now))
+        .route("/accounts/{id}/reconnect", post(reconnect_account))
+        .route("/connection-tests", post(connection_test))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/v1", v1)
@@ -321,5 +327,188 @@ async fn set_active_folders(
     if let Err(e) = s.scheduler.sync_now(id).await {
         tracing::warn!(account_id = id, error = %e, "Sync after a folder change not queued yet.");
     }
+    Ok(Json(account_view(&s, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionTestRequest {
+    #[serde(default = "imap_provider")]
+    provider: Provider,
+    email: String,
+    username: Option<String>,
+    password: Option<Secret<String>>,
+    imap: ServerEndpoint,
+    smtp: ServerEndpoint,
+    #[serde(default)]
+    allow_insecure_cert: bool,
+}
+
+fn imap_provider() -> Provider {
+    Provider::Imap
+}
+
+/// Checks IMAP login (and SMTP authentication) through a worker and returns the mailbox's
+/// folders, or a typed error. The coordinator never talks to mail servers itself.
+async fn connection_test(
+    State(s): State<ApiState>,
+    body: Result<Json<ConnectionTestRequest>, JsonRejection>,
+) -> Result<Json<ConnectionTestResult>, ApiError> {
+    let Json(req) = body?;
+    if req.provider != Provider::Imap {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_provider",
+            format!(
+                "connection tests for {} are not supported yet",
+                req.provider
+            ),
+        ));
+    }
+    let email =
+        EmailAddress::parse(&req.email).map_err(|e| ApiError::invalid(format!("email: {e}")))?;
+    let password = req
+        .password
+        .filter(|p| !p.expose().is_empty())
+        .ok_or_else(|| ApiError::invalid("password is required"))?;
+    check_endpoint("imap", &req.imap)?;
+    check_endpoint("smtp", &req.smtp)?;
+    let settings = ConnectionSettings {
+        email: email.to_string(),
+        username: req
+            .username
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty()),
+        imap: req.imap,
+        smtp: req.smtp,
+        allow_insecure_cert: req.allow_insecure_cert,
+    };
+    Ok(Json(
+        run_test(&s, &settings, Credentials::Password { password }).await?,
+    ))
+}
+
+async fn run_test(
+    s: &ApiState,
+    settings: &ConnectionSettings,
+    credentials: Credentials,
+) -> Result<ConnectionTestResult, ApiError> {
+    let mut conn = s.store.conn().await?;
+    let test_id = connection_tests::next_id(&mut conn).await?;
+    let sealed = credentials.seal_bound(&s.key, Binding::ConnectionTest, test_id);
+    let json = serde_json::to_value(settings).expect("settings serialise");
+    connection_tests::insert(&mut conn, test_id, &json, &sealed).await?;
+    drop(conn);
+    let env = JobEnvelope::new(Job::TestConnection { test_id });
+    let answer = s.broker.call(&env, s.rpc_timeout).await;
+    if let Ok(mut conn) = s.store.conn().await {
+        let _ = connection_tests::delete(&mut conn, test_id).await;
+    }
+    match answer {
+        Ok(body) => serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "internal",
+                format!("unreadable answer from a worker: {e}"),
+            )
+        }),
+        Err(QueueError::NoAnswer(_)) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("no worker answered within {} s", s.rpc_timeout.as_secs()),
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "Connection test not sent.");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "RabbitMQ is unavailable",
+            ))
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReconnectRequest {
+    password: Option<Secret<String>>,
+}
+
+/// Re-enables an account after a connection test with its settings (and a new password, if
+/// given) passes. A failed test answers with the test's error code; the account stays as it
+/// was.
+async fn reconnect_account(
+    State(s): State<ApiState>,
+    Path(id): Path<i64>,
+    body: Option<Json<ReconnectRequest>>,
+) -> Result<Json<AccountView>, ApiError> {
+    let req = body.map(|Json(r)| r).unwrap_or_default();
+    let mut conn = s.store.conn().await?;
+    let account = accounts::get(&mut conn, id).await?;
+    drop(conn);
+    let endpoint = |host: &Option<String>, port: Option<i32>, enc: &Option<String>| {
+        Some(ServerEndpoint {
+            host: host.clone()?,
+            port: u16::try_from(port?).ok()?,
+            encryption: enc.as_deref()?.parse().ok()?,
+        })
+    };
+    let (Some(imap), Some(smtp)) = (
+        endpoint(
+            &account.imap_host,
+            account.imap_port,
+            &account.imap_encryption,
+        ),
+        endpoint(
+            &account.smtp_host,
+            account.smtp_port,
+            &account.smtp_encryption,
+        ),
+    ) else {
+        return Err(ApiError::invalid(
+            "the account has no complete IMAP/SMTP settings",
+        ));
+    };
+    let new_password = req.password.filter(|p| !p.expose().is_empty());
+    let credentials = match &new_password {
+        Some(p) => Credentials::Password {
+            password: p.clone(),
+        },
+        None => Credentials::open(&s.key, id, &account.credentials).map_err(|_| {
+            ApiError::invalid("the stored credentials do not open: give the password again")
+        })?,
+    };
+    let settings = ConnectionSettings {
+        email: account.email.clone(),
+        username: account.username.clone(),
+        imap,
+        smtp,
+        allow_insecure_cert: account.allow_insecure_cert,
+    };
+    match run_test(&s, &settings, credentials.clone()).await? {
+        ConnectionTestResult::Passed { .. } => {}
+        ConnectionTestResult::Failed { error, .. } => {
+            let code = match error.code.as_str() {
+                "auth_failed" => "auth_failed",
+                "tls_error" => "tls_error",
+                "unreachable" => "unreachable",
+                "timeout" => "timeout",
+                _ => "protocol_error",
+            };
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                format!("{}: {}", error.server.to_uppercase(), error.message),
+            ));
+        }
+    }
+    let sealed = new_password.map(|_| credentials.seal(&s.key, id));
+    let mut conn = s.store.conn().await?;
+    accounts::reconnect(&mut conn, id, sealed.as_deref()).await?;
+    drop(conn);
+    if let Err(e) = s.scheduler.sync_now(id).await {
+        tracing::warn!(account_id = id, error = %e, "Sync after reconnect not queued yet.");
+    }
+    tracing::info!(account_id = id, "Account re-connected.");
     Ok(Json(account_view(&s, id).await?))
 }

@@ -1,6 +1,6 @@
 //! What is sealed in `accounts.credentials`.
 
-use crate::secret::{Secret, SecretError, SecretKey};
+use crate::secret::{Binding, Secret, SecretError, SecretKey};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,12 +12,25 @@ pub enum Credentials {
 
 impl Credentials {
     pub fn seal(&self, key: &SecretKey, account_id: i64) -> Vec<u8> {
-        let json = serde_json::to_vec(self).expect("credentials always serialise");
-        key.seal(account_id, &json)
+        self.seal_bound(key, Binding::Account, account_id)
     }
 
     pub fn open(key: &SecretKey, account_id: i64, sealed: &[u8]) -> Result<Self, SecretError> {
-        let json = key.open(account_id, sealed)?;
+        Self::open_bound(key, Binding::Account, account_id, sealed)
+    }
+
+    pub fn seal_bound(&self, key: &SecretKey, binding: Binding, id: i64) -> Vec<u8> {
+        let json = serde_json::to_vec(self).expect("credentials always serialise");
+        key.seal_bound(binding, id, &json)
+    }
+
+    pub fn open_bound(
+        key: &SecretKey,
+        binding: Binding,
+        id: i64,
+        sealed: &[u8],
+    ) -> Result<Self, SecretError> {
+        let json = key.open_bound(binding, id, sealed)?;
         serde_json::from_slice(&json).map_err(|_| SecretError::DoesNotOpen)
     }
 }

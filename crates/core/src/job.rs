@@ -21,6 +21,9 @@ pub enum Job {
     RefreshFolders { account_id: i64 },
     /// Send one message from the outbox.
     SendMessage { outgoing_id: i64 },
+    /// Check the settings stored in `connection_tests` and answer to the delivery's
+    /// `reply_to` (RPC). The credentials stay in Postgres, sealed.
+    TestConnection { test_id: i64 },
 }
 
 impl Job {
@@ -29,6 +32,7 @@ impl Job {
             Job::SyncAccount { .. } => "sync_account",
             Job::RefreshFolders { .. } => "refresh_folders",
             Job::SendMessage { .. } => "send_message",
+            Job::TestConnection { .. } => "test_connection",
         }
     }
 }
@@ -133,6 +137,7 @@ mod tests {
             Job::SyncAccount { account_id: 1 },
             Job::RefreshFolders { account_id: 1 },
             Job::SendMessage { outgoing_id: 1 },
+            Job::TestConnection { test_id: 1 },
         ] {
             assert!(
                 kinds.contains(&job.kind()),

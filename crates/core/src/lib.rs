@@ -3,6 +3,7 @@
 //! keeps account credentials encrypted at rest. Nothing here does I/O.
 
 pub mod account;
+pub mod connection_test;
 pub mod credentials;
 pub mod email;
 pub mod job;
@@ -12,4 +13,4 @@ pub use account::{AccountKind, AccountState, Encryption, Provider, ServerEndpoin
 pub use credentials::Credentials;
 pub use email::{EmailAddress, InvalidEmail};
 pub use job::{JOB_SCHEMA_VERSION, Job, JobEnvelope, JobError};
-pub use secret::{Secret, SecretError, SecretKey};
+pub use secret::{Binding, Secret, SecretError, SecretKey};

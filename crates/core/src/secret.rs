@@ -72,8 +72,17 @@ impl SecretKey {
 
     /// Encrypts `plaintext` bound to `account_id`: `[version][nonce][ciphertext+tag]`.
     pub fn seal(&self, account_id: i64, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_bound(Binding::Account, account_id, plaintext)
+    }
+
+    pub fn open(&self, account_id: i64, sealed: &[u8]) -> Result<Vec<u8>, SecretError> {
+        self.open_bound(Binding::Account, account_id, sealed)
+    }
+
+    /// Encrypts `plaintext` bound to the row `id` of the kind `binding`.
+    pub fn seal_bound(&self, binding: Binding, id: i64, plaintext: &[u8]) -> Vec<u8> {
         let nonce = Nonce::generate();
-        let aad = aad(account_id);
+        let aad = aad(binding, id);
         let ct = self
             .0
             .encrypt(
@@ -91,13 +100,18 @@ impl SecretKey {
         out
     }
 
-    pub fn open(&self, account_id: i64, sealed: &[u8]) -> Result<Vec<u8>, SecretError> {
+    pub fn open_bound(
+        &self,
+        binding: Binding,
+        id: i64,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, SecretError> {
         if sealed.len() < 1 + NONCE_LEN + 16 || sealed[0] != FORMAT_V1 {
             return Err(SecretError::DoesNotOpen);
         }
         let nonce =
             Nonce::try_from(&sealed[1..1 + NONCE_LEN]).map_err(|_| SecretError::DoesNotOpen)?;
-        let aad = aad(account_id);
+        let aad = aad(binding, id);
         self.0
             .decrypt(
                 &nonce,
@@ -110,8 +124,21 @@ impl SecretKey {
     }
 }
 
-fn aad(account_id: i64) -> Vec<u8> {
-    format!("mailfleet:account:{account_id}").into_bytes()
+/// What a sealed value belongs to; part of the associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// `accounts.credentials`.
+    Account,
+    /// `connection_tests.credentials`.
+    ConnectionTest,
+}
+
+fn aad(binding: Binding, id: i64) -> Vec<u8> {
+    let kind = match binding {
+        Binding::Account => "account",
+        Binding::ConnectionTest => "connection_test",
+    };
+    format!("mailfleet:{kind}:{id}").into_bytes()
 }
 
 #[cfg(test)]
@@ -133,6 +160,17 @@ mod tests {
         let key = SecretKey::from_base64(KEY).unwrap();
         let sealed = key.seal(42, b"hunter2");
         assert_eq!(key.open(43, &sealed), Err(SecretError::DoesNotOpen));
+    }
+
+    #[test]
+    fn a_value_sealed_for_a_connection_test_does_not_open_as_an_account() {
+        let key = SecretKey::from_base64(KEY).unwrap();
+        let sealed = key.seal_bound(Binding::ConnectionTest, 5, b"pw");
+        assert_eq!(key.open(5, &sealed), Err(SecretError::DoesNotOpen));
+        assert_eq!(
+            key.open_bound(Binding::ConnectionTest, 5, &sealed).unwrap(),
+            b"pw"
+        );
     }
 
     #[test]

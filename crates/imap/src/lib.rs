@@ -5,6 +5,7 @@ mod connect;
 mod errors;
 mod examine;
 mod session;
+pub mod smtp;
 mod stream;
 pub mod tls;
 mod uidset;

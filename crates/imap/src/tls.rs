@@ -14,6 +14,8 @@ use std::sync::Arc;
 pub struct TlsTrust {
     verified: Arc<ClientConfig>,
     insecure: Arc<ClientConfig>,
+    /// The operator's extra CAs as PEM, for clients that build their own TLS config (lettre).
+    extra_ca_pem: Option<Arc<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for TlsTrust {
@@ -68,7 +70,12 @@ impl TlsTrust {
         Ok(Self {
             verified: Arc::new(verified),
             insecure: Arc::new(insecure),
+            extra_ca_pem: extra_ca_pem.map(|(_, pem)| Arc::new(pem.to_vec())),
         })
+    }
+
+    pub fn extra_ca_pem(&self) -> Option<&[u8]> {
+        self.extra_ca_pem.as_deref().map(Vec::as_slice)
     }
 
     pub fn config(&self, allow_insecure_cert: bool) -> Arc<ClientConfig> {

@@ -16,6 +16,12 @@ pub use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions,
 };
 
+/// RabbitMQ's direct reply-to pseudo-queue.
+const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+/// Requests nobody answers within this long are dropped by the broker.
+pub const RPC_QUEUE_TTL_MS: i64 = 120_000;
+
 /// How often a job may be delivered before the broker dead-letters it.
 pub const DELIVERY_LIMIT: i64 = 5;
 
@@ -27,6 +33,8 @@ pub enum QueueError {
     NotConfirmed(String),
     #[error("job {0} could not be routed to a queue")]
     Unroutable(String),
+    #[error("no answer to job {0} in time (is a worker running?)")]
+    NoAnswer(String),
 }
 
 /// The names of the project's queues under one prefix (tests use their own prefix).
@@ -35,6 +43,7 @@ pub struct QueueNames {
     pub sync: String,
     pub refresh: String,
     pub send: String,
+    pub test_connection: String,
     pub dead: String,
     pub dead_letter_exchange: String,
 }
@@ -45,6 +54,7 @@ impl QueueNames {
             sync: format!("{prefix}.sync"),
             refresh: format!("{prefix}.refresh_folders"),
             send: format!("{prefix}.send"),
+            test_connection: format!("{prefix}.test_connection"),
             dead: format!("{prefix}.dead"),
             dead_letter_exchange: format!("{prefix}.dlx"),
         }
@@ -55,6 +65,7 @@ impl QueueNames {
             Job::SyncAccount { .. } => &self.sync,
             Job::RefreshFolders { .. } => &self.refresh,
             Job::SendMessage { .. } => &self.send,
+            Job::TestConnection { .. } => &self.test_connection,
         }
     }
 
@@ -157,6 +168,83 @@ impl Broker {
         }
     }
 
+    /// Publishes `envelope` as a request and waits up to `timeout` for the answer (RabbitMQ
+    /// direct reply-to: the reply comes to this channel, no queue is declared for it).
+    pub async fn call(
+        &self,
+        envelope: &JobEnvelope,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>, QueueError> {
+        use futures::StreamExt;
+        let ch = self.conn.create_channel().await?;
+        let mut replies = ch
+            .basic_consume(
+                ShortString::from(REPLY_TO),
+                ShortString::from(""),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let correlation = envelope.job_id.to_string();
+        ch.basic_publish(
+            ShortString::from(""),
+            ShortString::from(self.names.for_job(&envelope.job)),
+            BasicPublishOptions::default(),
+            &envelope.to_bytes(),
+            BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_type(envelope.job.kind().into())
+                .with_reply_to(REPLY_TO.into())
+                .with_correlation_id(correlation.as_str().into())
+                // A request nobody took in time is worthless: let the broker drop it.
+                .with_expiration(timeout.as_millis().to_string().into()),
+        )
+        .await?;
+        let answer = tokio::time::timeout(timeout, async {
+            while let Some(d) = replies.next().await {
+                let d = d?;
+                if d.properties.correlation_id().as_ref().map(|c| c.as_str())
+                    == Some(correlation.as_str())
+                {
+                    return Ok(Some(d.data));
+                }
+            }
+            Ok::<_, QueueError>(None)
+        })
+        .await;
+        let _ = ch.close(200, ShortString::from("done")).await;
+        match answer {
+            Ok(Ok(Some(body))) => Ok(body),
+            Ok(Err(e)) => Err(e),
+            _ => Err(QueueError::NoAnswer(correlation)),
+        }
+    }
+
+    /// Answers a request received with `reply_to` and `correlation_id`.
+    pub async fn reply(
+        &self,
+        reply_to: &str,
+        correlation_id: &str,
+        body: &[u8],
+    ) -> Result<(), QueueError> {
+        self.publish
+            .basic_publish(
+                ShortString::from(""),
+                ShortString::from(reply_to),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_correlation_id(correlation_id.into()),
+            )
+            .await?
+            .await?;
+        Ok(())
+    }
+
     /// A channel for consuming with at most `prefetch` unacked deliveries.
     pub async fn consumer_channel(&self, prefetch: u16) -> Result<Channel, QueueError> {
         let ch = self.conn.create_channel().await?;
@@ -249,6 +337,19 @@ async fn declare_topology(ch: &Channel, names: &QueueNames) -> Result<(), QueueE
         FieldTable::default(),
     )
     .await?;
+    // Connection tests are requests someone is waiting for: a classic queue whose messages
+    // expire, since a test answered after its caller gave up is worthless.
+    let mut rpc_args = FieldTable::default();
+    rpc_args.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(RPC_QUEUE_TTL_MS),
+    );
+    ch.queue_declare(
+        ShortString::from(names.test_connection.as_str()),
+        QueueDeclareOptions::default(),
+        rpc_args,
+    )
+    .await?;
     for q in names.work_queues() {
         let mut args = FieldTable::default();
         args.insert(
@@ -289,5 +390,9 @@ mod tests {
             "t1.refresh_folders"
         );
         assert_eq!(n.for_job(&Job::SendMessage { outgoing_id: 1 }), "t1.send");
+        assert_eq!(
+            n.for_job(&Job::TestConnection { test_id: 1 }),
+            "t1.test_connection"
+        );
     }
 }

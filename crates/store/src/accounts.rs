@@ -200,3 +200,28 @@ pub async fn set_create_contacts(conn: &mut Conn, id: i64, on: bool) -> Result<(
         .await?;
     Ok(())
 }
+
+/// Enables a disabled account after a passed connection test, with new credentials if given,
+/// and asks for a sync.
+pub async fn reconnect(
+    conn: &mut Conn,
+    id: i64,
+    credentials: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let enable = (
+        accounts::state.eq("active"),
+        accounts::disabled_reason.eq(None::<String>),
+        accounts::last_error.eq(None::<String>),
+        accounts::sync_requested.eq(true),
+    );
+    let q = diesel::update(accounts::table.find(id));
+    match credentials {
+        Some(c) => {
+            q.set((accounts::credentials.eq(c), enable))
+                .execute(conn)
+                .await?
+        }
+        None => q.set(enable).execute(conn).await?,
+    };
+    Ok(())
+}

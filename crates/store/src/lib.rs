@@ -2,6 +2,7 @@
 //! Callers get typed rows and `StoreError`; SQL stays in this crate.
 
 pub mod accounts;
+pub mod connection_tests;
 pub mod contacts;
 pub mod folders;
 pub mod messages;

@@ -152,6 +152,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    connection_tests (id) {
+        id -> Int8,
+        settings -> Jsonb,
+        credentials -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(accounts -> users (owner_user_id));
 diesel::joinable!(folders -> accounts (account_id));
 diesel::joinable!(messages -> accounts (account_id));
@@ -172,4 +181,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     message_contacts,
     outgoing_messages,
     sync_runs,
+    connection_tests,
 );

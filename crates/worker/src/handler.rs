@@ -45,8 +45,10 @@ pub enum Outcome {
     Synced(SyncReport),
     /// The provider failed; recorded on the account (disabled when authentication failed).
     Failed(ProviderError),
-    /// Nothing to do (the account is disabled).
+    /// Nothing to do (the account is disabled, or a connection test's caller gave up).
     Skipped,
+    /// A connection test was run and answered.
+    Tested(mailfleet_core::connection_test::ConnectionTestResult),
     /// The job can never succeed (malformed, unknown kind or version, no such account):
     /// dead-lettered.
     Rejected(String),
@@ -97,15 +99,24 @@ impl Worker {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), QueueError> {
         let channel = self.broker.consumer_channel(self.config.slots).await?;
-        let mut consumer = channel
-            .basic_consume(
-                self.broker.names().sync.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                Default::default(),
-            )
-            .await
-            .map_err(QueueError::from)?;
+        let mut consumers = Vec::new();
+        for queue in [
+            &self.broker.names().sync,
+            &self.broker.names().test_connection,
+        ] {
+            consumers.push(
+                channel
+                    .basic_consume(
+                        queue.as_str().into(),
+                        "".into(),
+                        BasicConsumeOptions::default(),
+                        Default::default(),
+                    )
+                    .await
+                    .map_err(QueueError::from)?,
+            );
+        }
+        let mut consumer = futures::stream::select_all(consumers);
         let slots = Arc::new(Semaphore::new(usize::from(self.config.slots)));
         tracing::info!(slots = self.config.slots, queue = %self.broker.names().sync, "Worker consuming.");
         loop {
@@ -142,6 +153,7 @@ impl Worker {
             Ok(env) => {
                 let result = match env.job {
                     Job::SyncAccount { account_id } => self.run_sync(account_id, env.job_id).await,
+                    Job::TestConnection { test_id } => self.answer_test(&delivery, test_id).await,
                     other => Ok(Outcome::Rejected(format!(
                         "job kind {} is not handled by this queue",
                         other.kind()
@@ -177,5 +189,31 @@ impl Worker {
             }
         }
         Ok(outcome)
+    }
+}
+
+impl Worker {
+    async fn answer_test(
+        &self,
+        delivery: &Delivery,
+        test_id: i64,
+    ) -> Result<Outcome, mailfleet_store::StoreError> {
+        let Some(result) = self.run_connection_test(test_id).await? else {
+            return Ok(Outcome::Skipped);
+        };
+        let props = &delivery.properties;
+        match (props.reply_to(), props.correlation_id()) {
+            (Some(to), Some(id)) => {
+                let body = serde_json::to_vec(&result).expect("a test result serialises");
+                if let Err(e) = self.broker.reply(to.as_str(), id.as_str(), &body).await {
+                    tracing::warn!(test_id, error = %e, "Could not answer a connection test.");
+                }
+            }
+            _ => tracing::warn!(
+                test_id,
+                "Connection test without reply_to: nobody to answer."
+            ),
+        }
+        Ok(Outcome::Tested(result))
     }
 }

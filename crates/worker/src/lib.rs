@@ -3,5 +3,6 @@
 
 mod handler;
 mod sync_job;
+mod test_job;
 
 pub use handler::{Outcome, Worker, WorkerConfig};

@@ -21,7 +21,7 @@ pub struct App {
     pub store: Store,
     pub broker: Arc<Broker>,
     pub scheduler: Scheduler,
-    pub worker: Worker,
+    pub worker: Arc<Worker>,
     pub api: String,
     pub http: reqwest::Client,
     _server: tokio::task::JoinHandle<()>,
@@ -50,6 +50,7 @@ impl App {
             scheduler: scheduler.clone(),
             key: key.clone(),
             api_token: Arc::new(Secret::new(TOKEN.to_string())),
+            rpc_timeout: std::time::Duration::from_secs(5),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api = format!("http://{}", listener.local_addr().unwrap());
@@ -69,7 +70,13 @@ impl App {
             ..WorkerConfig::default()
         };
         tune(&mut config);
-        let worker = Worker::new(store.clone(), broker.clone(), key, trust, config);
+        let worker = Arc::new(Worker::new(
+            store.clone(),
+            broker.clone(),
+            key,
+            trust,
+            config,
+        ));
         Self {
             db,
             _queues: queues,
@@ -155,6 +162,14 @@ impl App {
             Outcome::Empty => panic!("expected a queued job, found none"),
             o => o,
         }
+    }
+
+    /// Runs the worker's real consume loop in the background until the returned sender is
+    /// dropped or set (connection tests need a worker answering while the API waits).
+    pub fn run_worker(&self) -> tokio::sync::watch::Sender<bool> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(self.worker.clone().run(rx));
+        tx
     }
 
     pub async fn sync_ready(&self) -> u32 {

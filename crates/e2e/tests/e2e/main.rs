@@ -2,6 +2,7 @@
 
 mod api;
 mod app;
+mod connection;
 mod folders;
 mod incremental;
 mod jobs;
