@@ -82,6 +82,9 @@ pub struct CoordinatorArgs {
     /// Seconds between two syncs of an account.
     #[arg(long, env = "MAILFLEET_SYNC_INTERVAL_SECS", default_value_t = 300)]
     pub sync_interval_secs: u64,
+    /// Seconds between two folder-list refreshes of an account.
+    #[arg(long, env = "MAILFLEET_FOLDER_REFRESH_SECS", default_value_t = 3600)]
+    pub folder_refresh_secs: u64,
     /// Seconds a connection test waits for a worker's answer.
     #[arg(long, env = "MAILFLEET_RPC_TIMEOUT_SECS", default_value_t = 30)]
     pub rpc_timeout_secs: u64,

@@ -114,6 +114,7 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
         api_addr: listener.local_addr()?,
         api_token: Secret::new(TOKEN.into()),
         sync_interval_secs: 300,
+        folder_refresh_secs: 3600,
         rpc_timeout_secs: 30,
     };
     let coordinator =

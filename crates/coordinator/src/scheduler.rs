@@ -13,6 +13,7 @@ pub struct Scheduler {
     store: Store,
     broker: Arc<Broker>,
     interval: Duration,
+    refresh_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,16 +25,54 @@ pub enum ScheduleError {
 const CLAIM_BATCH: i64 = 500;
 
 impl Scheduler {
+    /// Syncs every `interval`; folder lists are refreshed every hour unless
+    /// `with_refresh_interval` says otherwise.
     pub fn new(store: Store, broker: Arc<Broker>, interval: Duration) -> Self {
         Self {
             store,
             broker,
             interval,
+            refresh_interval: Duration::from_secs(3600),
         }
+    }
+
+    pub fn with_refresh_interval(mut self, every: Duration) -> Self {
+        self.refresh_interval = every;
+        self
     }
 
     /// One scheduling pass; returns how many jobs were published.
     pub async fn tick(&self) -> Result<usize, ScheduleError> {
+        Ok(self.tick_syncs().await? + self.tick_refreshes().await?)
+    }
+
+    /// Publishes `refresh_folders` for accounts whose folder list is due.
+    pub async fn tick_refreshes(&self) -> Result<usize, ScheduleError> {
+        let mut conn = self.store.conn().await?;
+        let due = accounts::claim_due_refresh(
+            &mut conn,
+            self.refresh_interval.as_secs() as i64,
+            CLAIM_BATCH,
+        )
+        .await?;
+        drop(conn);
+        let mut published = 0;
+        for account_id in due {
+            let env = JobEnvelope::new(Job::RefreshFolders { account_id });
+            match self.broker.publish(&env).await {
+                Ok(()) => published += 1,
+                Err(e) => {
+                    tracing::warn!(account_id, error = %e, "Publishing a folder refresh failed; will retry.");
+                    let mut conn = self.store.conn().await?;
+                    accounts::release_refresh_claim(&mut conn, account_id).await?;
+                }
+            }
+        }
+        Ok(published)
+    }
+
+    /// Publishes `sync_account` for due accounts.
+    pub async fn tick_syncs(&self) -> Result<usize, ScheduleError> {
         let mut published = 0;
         loop {
             let mut conn = self.store.conn().await?;

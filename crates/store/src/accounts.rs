@@ -225,3 +225,66 @@ pub async fn reconnect(
     };
     Ok(())
 }
+
+/// Claims accounts whose folder list is older than `interval_secs` (see `claim_due`).
+pub async fn claim_due_refresh(
+    conn: &mut Conn,
+    interval_secs: i64,
+    limit: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let rows: Vec<IdRow> = diesel::sql_query(
+        "UPDATE accounts SET refresh_queued_at = now()
+         WHERE id IN (
+             SELECT id FROM accounts
+             WHERE state = 'active'
+               AND (refresh_queued_at IS NULL OR refresh_queued_at < now() - $3 * interval '1 second')
+               AND folders_refreshed_at <= now() - $1 * interval '1 second'
+             ORDER BY folders_refreshed_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+    )
+    .bind::<BigInt, _>(interval_secs)
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(STALE_CLAIM_SECS)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Undoes a refresh claim whose job could not be published.
+pub async fn release_refresh_claim(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
+    diesel::update(accounts::table.find(id))
+        .set(accounts::refresh_queued_at.eq(None::<chrono::DateTime<chrono::Utc>>))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a folder refresh attempt (successful or not: the next one is an interval away).
+pub async fn finish_refresh(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
+    diesel::update(accounts::table.find(id))
+        .set((
+            accounts::refresh_queued_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+            accounts::folders_refreshed_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Makes the account's folder refresh due now (tests, operators).
+pub async fn backdate_folder_refresh(
+    conn: &mut Conn,
+    id: i64,
+    secs: i64,
+) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "UPDATE accounts SET folders_refreshed_at = now() - $2 * interval '1 second' WHERE id = $1",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<BigInt, _>(secs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

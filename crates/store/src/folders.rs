@@ -35,6 +35,15 @@ pub async fn upsert_listed(
     account_id: i64,
     listed: &[ListedFolder],
 ) -> Result<Vec<Folder>, StoreError> {
+    upsert_rows(conn, account_id, listed).await?;
+    list(conn, account_id).await
+}
+
+async fn upsert_rows(
+    conn: &mut diesel_async::AsyncPgConnection,
+    account_id: i64,
+    listed: &[ListedFolder],
+) -> Result<(), StoreError> {
     let rows: Vec<NewFolder<'_>> = listed
         .iter()
         .map(|f| NewFolder {
@@ -59,7 +68,7 @@ pub async fn upsert_listed(
             .execute(conn)
             .await?;
     }
-    list(conn, account_id).await
+    Ok(())
 }
 
 pub async fn list(
@@ -197,4 +206,61 @@ pub async fn set_active(
     })
     .await?;
     list(conn, account_id).await
+}
+
+/// What a folder refresh changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Makes the stored folder list the server's: folders new on the server are added inactive;
+/// folders gone from it are deleted with their messages. Without stable folder ids a renamed
+/// folder is both (the product spec: dropped and created anew).
+pub async fn reconcile(
+    conn: &mut Conn,
+    account_id: i64,
+    listed: &[ListedFolder],
+) -> Result<Reconciled, StoreError> {
+    use diesel_async::AsyncConnection;
+    let conn: &mut diesel_async::AsyncPgConnection = conn;
+    conn.transaction(async |tx| {
+        let before: Vec<String> = folders::table
+            .filter(folders::account_id.eq(account_id))
+            .select(folders::name)
+            .for_update()
+            .load(tx)
+            .await?;
+        let removed: Vec<String> = before
+            .iter()
+            .filter(|n| !listed.iter().any(|l| &l.name == *n))
+            .cloned()
+            .collect();
+        let added: Vec<String> = listed
+            .iter()
+            .filter(|l| !before.contains(&l.name))
+            .map(|l| l.name.clone())
+            .collect();
+        if !removed.is_empty() {
+            // Messages go with their folder (ON DELETE CASCADE).
+            diesel::delete(
+                folders::table
+                    .filter(folders::account_id.eq(account_id))
+                    .filter(folders::name.eq_any(&removed)),
+            )
+            .execute(tx)
+            .await?;
+        }
+        let new_inactive: Vec<ListedFolder> = listed
+            .iter()
+            .map(|l| ListedFolder {
+                active_if_new: false,
+                ..l.clone()
+            })
+            .collect();
+        upsert_rows(tx, account_id, &new_inactive).await?;
+        Ok::<_, StoreError>(Reconciled { added, removed })
+    })
+    .await
 }

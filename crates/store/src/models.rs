@@ -54,6 +54,8 @@ pub struct Account {
     pub sync_queued_at: Option<DateTime<Utc>>,
     pub sync_requested: bool,
     pub created_at: DateTime<Utc>,
+    pub folders_refreshed_at: DateTime<Utc>,
+    pub refresh_queued_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Account {

@@ -51,6 +51,8 @@ diesel::table! {
         sync_queued_at -> Nullable<Timestamptz>,
         sync_requested -> Bool,
         created_at -> Timestamptz,
+        folders_refreshed_at -> Timestamptz,
+        refresh_queued_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -63,16 +63,7 @@ pub async fn sync_account(
     // The first listing picks the default active folders, unless the user chose some when
     // connecting the account; folders that appear later start inactive.
     let first_listing = known.is_empty();
-    let listed: Vec<ListedFolder> = remote
-        .iter()
-        .map(|f| ListedFolder {
-            name: f.name.clone(),
-            delimiter: f.delimiter.clone(),
-            role: f.role.map(|r| r.as_str().to_owned()),
-            selectable: f.selectable,
-            active_if_new: first_listing && !f.role.is_some_and(FolderRole::skipped_by_default),
-        })
-        .collect();
+    let listed = listed_folders(&remote, first_listing);
     let mut stored = folders::upsert_listed(&mut conn, account.id, &listed).await?;
     drop(conn);
 
@@ -138,6 +129,31 @@ pub async fn sync_account(
         }
     }
     Ok(report)
+}
+
+fn listed_folders(remote: &[RemoteFolder], first_listing: bool) -> Vec<ListedFolder> {
+    remote
+        .iter()
+        .map(|f| ListedFolder {
+            name: f.name.clone(),
+            delimiter: f.delimiter.clone(),
+            role: f.role.map(|r| r.as_str().to_owned()),
+            selectable: f.selectable,
+            active_if_new: first_listing && !f.role.is_some_and(FolderRole::skipped_by_default),
+        })
+        .collect()
+}
+
+/// The hourly folder refresh: the stored folder list becomes the server's (new folders
+/// inactive, vanished ones deleted with their messages).
+pub async fn refresh_folders(
+    store: &Store,
+    session: &mut dyn MailSession,
+    account: &Account,
+) -> Result<folders::Reconciled, SyncError> {
+    let remote = session.list_folders().await?;
+    let mut conn = store.conn().await?;
+    Ok(folders::reconcile(&mut conn, account.id, &listed_folders(&remote, false)).await?)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -6,4 +6,4 @@ mod cursor;
 mod engine;
 pub mod parse;
 
-pub use engine::{SyncError, SyncOptions, SyncReport, sync_account};
+pub use engine::{SyncError, SyncOptions, SyncReport, refresh_folders, sync_account};

@@ -47,6 +47,8 @@ pub enum Outcome {
     Failed(ProviderError),
     /// Nothing to do (the account is disabled, or a connection test's caller gave up).
     Skipped,
+    /// The folder list was reconciled.
+    Refreshed(mailfleet_store::folders::Reconciled),
     /// A connection test was run and answered.
     Tested(mailfleet_core::connection_test::ConnectionTestResult),
     /// The job can never succeed (malformed, unknown kind or version, no such account):
@@ -84,8 +86,13 @@ impl Worker {
     /// Takes one job from the sync queue, if there is one, and handles it. Tests drive the
     /// worker with this, step by step, instead of sleeping.
     pub async fn process_one(&self) -> Result<Outcome, QueueError> {
+        self.process_one_from(&self.broker.names().sync).await
+    }
+
+    /// Takes one job from `queue`, if there is one, and handles it.
+    pub async fn process_one_from(&self, queue: &str) -> Result<Outcome, QueueError> {
         let channel = self.broker.consumer_channel(1).await?;
-        let outcome = match Broker::get(&channel, &self.broker.names().sync).await? {
+        let outcome = match Broker::get(&channel, queue).await? {
             None => Outcome::Empty,
             Some(d) => self.handle(d).await?,
         };
@@ -154,6 +161,7 @@ impl Worker {
                 let result = match env.job {
                     Job::SyncAccount { account_id } => self.run_sync(account_id, env.job_id).await,
                     Job::TestConnection { test_id } => self.answer_test(&delivery, test_id).await,
+                    Job::RefreshFolders { account_id } => self.run_refresh(account_id).await,
                     other => Ok(Outcome::Rejected(format!(
                         "job kind {} is not handled by this queue",
                         other.kind()

@@ -71,13 +71,8 @@ impl Worker {
             Err(SyncError::Provider(e)) => {
                 let text = e.to_string();
                 if e.class() == ErrorClass::AuthFailed {
-                    accounts::disable(
-                        &mut conn,
-                        account_id,
-                        "auth_failed",
-                        "The mail server refused the credentials. Re-connect the account to sync it again.",
-                    )
-                    .await?;
+                    accounts::disable(&mut conn, account_id, "auth_failed", AUTH_FAILED_MESSAGE)
+                        .await?;
                     sync_runs::finish(
                         &mut conn,
                         run_id,
@@ -100,6 +95,49 @@ impl Worker {
                 Ok(Outcome::Failed(e))
             }
         }
+    }
+
+    pub(crate) async fn run_refresh(&self, account_id: i64) -> Result<Outcome, StoreError> {
+        let mut conn = self.store.conn().await?;
+        let account = match accounts::get(&mut conn, account_id).await {
+            Ok(a) => a,
+            Err(StoreError::NotFound { .. }) => {
+                return Ok(Outcome::Rejected(format!(
+                    "account {account_id} does not exist"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        drop(conn);
+        if account.state != "active" {
+            return Ok(Outcome::Skipped);
+        }
+        let result = async {
+            let mut session = self.open_session(&account).await?;
+            let r = mailfleet_sync::refresh_folders(&self.store, session.as_mut(), &account).await;
+            session.close().await;
+            r
+        }
+        .await;
+        let mut conn = self.store.conn().await?;
+        let outcome = match result {
+            Ok(r) => {
+                tracing::info!(account_id, added = ?r.added, removed = ?r.removed, "Folders refreshed.");
+                Outcome::Refreshed(r)
+            }
+            Err(SyncError::Store(e)) => return Err(e),
+            Err(SyncError::Provider(e)) if e.class() == ErrorClass::AuthFailed => {
+                accounts::disable(&mut conn, account_id, "auth_failed", AUTH_FAILED_MESSAGE)
+                    .await?;
+                Outcome::Failed(e)
+            }
+            Err(SyncError::Provider(e)) => {
+                tracing::warn!(account_id, error = %e, "Folder refresh failed.");
+                Outcome::Failed(e)
+            }
+        };
+        accounts::finish_refresh(&mut conn, account_id).await?;
+        Ok(outcome)
     }
 
     async fn sync_once(&self, account: &Account) -> Result<SyncReport, SyncError> {
@@ -130,6 +168,9 @@ impl Worker {
         }
     }
 }
+
+const AUTH_FAILED_MESSAGE: &str =
+    "The mail server refused the credentials. Re-connect the account to sync it again.";
 
 fn imap_settings(
     account: &Account,

@@ -186,3 +186,85 @@ async fn the_sync_window_cannot_be_changed_after_connecting() {
     assert_eq!(body["sync_from"], "3_months");
     assert_eq!(body["create_contacts"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hourly_refresh_adds_new_folders_inactive_and_drops_vanished_and_renamed_ones() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    deliver(&mailbox, "INBOX", 2, Duration::days(1), "i");
+    // Not a special-use folder: Dovecot re-creates those on its own.
+    deliver(&mailbox, "Clients", 3, Duration::days(1), "a");
+    let id = app
+        .connect_account(&mailbox, json!({ "active_folders": ["INBOX", "Clients"] }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let Outcome::Synced(_) = app.work_one().await else {
+        panic!("sync failed")
+    };
+    assert_eq!(counts(&app, id).await.0["Clients"], 3);
+    // Not due yet: nothing is published.
+    assert_eq!(app.scheduler.tick_refreshes().await.unwrap(), 0);
+
+    // Behind mailfleet's back: a new folder, and Clients renamed.
+    let tcp = tokio::net::TcpStream::connect("127.0.0.1:143")
+        .await
+        .unwrap();
+    let mut client = async_imap::Client::new(tcp);
+    client.read_response().await.unwrap();
+    let mut raw = client
+        .login(&mailbox.address, &mailbox.password)
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    raw.create("Projects").await.unwrap();
+    raw.rename("Clients", "Clients 2025").await.unwrap();
+    raw.logout().await.unwrap();
+
+    let mut conn = app.store.conn().await.unwrap();
+    mailfleet_store::accounts::backdate_folder_refresh(&mut conn, id, 7200)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(app.scheduler.tick_refreshes().await.unwrap(), 1);
+    assert_eq!(
+        app.scheduler.tick_refreshes().await.unwrap(),
+        0,
+        "claimed once"
+    );
+    let refresh = app.broker.names().refresh.clone();
+    match app.worker.process_one_from(&refresh).await.unwrap() {
+        Outcome::Refreshed(r) => {
+            assert_eq!(r.removed, vec!["Clients".to_string()]);
+            let mut added = r.added.clone();
+            added.sort();
+            assert_eq!(
+                added,
+                vec!["Clients 2025".to_string(), "Projects".to_string()]
+            );
+        }
+        other => panic!("expected a refresh, got {other:?}"),
+    }
+    let (c, active) = counts(&app, id).await;
+    assert!(!c.contains_key("Clients"), "the vanished folder is gone");
+    assert!(!active["Projects"]);
+    assert!(
+        !active["Clients 2025"],
+        "a rename without folder ids is a new folder"
+    );
+    assert_eq!(c["INBOX"], 2, "other folders are untouched");
+    assert_eq!(
+        count(
+            &app.db.url,
+            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id} AND subject LIKE 'a %'")
+        )
+        .await,
+        0,
+        "the vanished folder's messages went with it"
+    );
+    assert_eq!(
+        app.scheduler.tick_refreshes().await.unwrap(),
+        0,
+        "refreshed: not due again"
+    );
+}
