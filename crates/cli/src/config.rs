@@ -117,3 +117,19 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
 }
+
+#[derive(Args, Debug, Clone)]
+pub struct SeedArgs {
+    /// Address of the mail user to create (its mail is replaced).
+    #[arg(long)]
+    pub address: String,
+    #[arg(long)]
+    pub password: String,
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: usize,
+    /// Days of mail, back from now.
+    #[arg(long, default_value_t = 150)]
+    pub span_days: i64,
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+}

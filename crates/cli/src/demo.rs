@@ -1,7 +1,7 @@
 //! `mailfleet demo`: a realistic mailbox in the local Dovecot, synced through the real
 //! coordinator, RabbitMQ and workers, with a progress bar and a summary.
 
-use crate::config::{Common, CoordinatorArgs, DemoArgs, KeyArgs, WorkerArgs};
+use crate::config::{Common, CoordinatorArgs, DemoArgs, KeyArgs, SeedArgs, WorkerArgs};
 use crate::run;
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -52,13 +52,7 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
         seed: 2026,
         now: Utc::now(),
         span_days: 365,
-        folders: vec![
-            ("INBOX".into(), 55),
-            ("Sent".into(), 18),
-            ("Archive".into(), 17),
-            ("Trash".into(), 5),
-            ("Junk".into(), 5),
-        ],
+        folders: folder_mix(),
         size_mix: SizeMix::Realistic,
     };
     let messages = tokio::task::spawn_blocking({
@@ -226,6 +220,57 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
     println!(
         "The data stays in {} for you to look at.",
         redact_url(&common.database_url)
+    );
+    Ok(())
+}
+
+/// The folders and weights of a generated mailbox.
+fn folder_mix() -> Vec<(String, u32)> {
+    vec![
+        ("INBOX".into(), 55),
+        ("Sent".into(), 18),
+        ("Archive".into(), 17),
+        ("Trash".into(), 5),
+        ("Junk".into(), 5),
+    ]
+}
+
+/// `mailfleet dev-seed`: a fresh local mail user with generated mail (held in memory while it
+/// is written: about 65 KB a message).
+pub async fn seed(args: &SeedArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mailbox = LocalMailbox::create(&args.address, &args.password)
+        .context("creating the mail user (run scripts/services-up.sh first)")?;
+    mailbox.delete()?;
+    let mailbox = LocalMailbox::create(&args.address, &args.password)?;
+    let spec = MailboxSpec {
+        owner: mailbox.address.clone(),
+        owner_name: "Bench Owner".into(),
+        count: args.messages,
+        seed: args.seed,
+        now: Utc::now(),
+        span_days: args.span_days,
+        folders: folder_mix(),
+        size_mix: SizeMix::Realistic,
+    };
+    let (count, bytes, per_folder) = tokio::task::spawn_blocking(move || {
+        let messages = mailfleet_mailgen::generate(&spec);
+        let bytes: usize = messages.iter().map(|m| m.raw.len()).sum();
+        let mut per_folder: BTreeMap<String, usize> = BTreeMap::new();
+        for m in &messages {
+            *per_folder.entry(m.folder.clone()).or_default() += 1;
+        }
+        mailbox
+            .seed(&messages)
+            .map(|()| (messages.len(), bytes, per_folder))
+    })
+    .await??;
+    println!(
+        "seeded {} messages, {:.0} MB, {:?} in {:.1}s",
+        count,
+        bytes as f64 / 1e6,
+        per_folder,
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -33,6 +33,9 @@ enum Command {
     Worker(WorkerArgs),
     /// Seed a demo mailbox in the local Dovecot, run a coordinator and two workers, sync it.
     Demo(DemoArgs),
+    /// Create a local Dovecot user holding generated mail (benchmarks, manual testing).
+    #[command(hide = true)]
+    DevSeed(config::SeedArgs),
 }
 
 #[tokio::main]
@@ -46,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Coordinator(args) => run::coordinator(&cli.common, &args).await,
         Command::Worker(args) => run::worker(&cli.common, &args).await,
         Command::Demo(args) => demo::run(&cli.common, &args).await,
+        Command::DevSeed(args) => demo::seed(&args).await,
     };
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "Exiting with an error.");

@@ -40,6 +40,7 @@ pub enum QueueError {
 /// The names of the project's queues under one prefix (tests use their own prefix).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueNames {
+    pub prefix: String,
     pub sync: String,
     pub refresh: String,
     pub send: String,
@@ -51,6 +52,7 @@ pub struct QueueNames {
 impl QueueNames {
     pub fn new(prefix: &str) -> Self {
         Self {
+            prefix: prefix.to_string(),
             sync: format!("{prefix}.sync"),
             refresh: format!("{prefix}.refresh_folders"),
             send: format!("{prefix}.send"),

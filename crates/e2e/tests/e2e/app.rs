@@ -156,6 +156,22 @@ impl App {
         account
     }
 
+    /// A second worker (own connections) on the same database and queues as `app`.
+    pub async fn start_sharing(app: &App) -> Worker {
+        let broker = Arc::new(
+            mailfleet_queue::Broker::connect(
+                &mailfleet_testkit::amqp_url(),
+                &app.broker.names().prefix,
+            )
+            .await
+            .unwrap(),
+        );
+        let key = SecretKey::from_base64(TEST_SECRET_KEY).unwrap();
+        let ca = std::fs::read(ca_file()).unwrap();
+        let trust = TlsTrust::new(Some(("test CA", &ca))).unwrap();
+        Worker::new(app.db.store(), broker, key, trust, WorkerConfig::default())
+    }
+
     /// Runs exactly one queued job; fails the test if the queue is empty.
     pub async fn work_one(&self) -> Outcome {
         match self.worker.process_one().await.unwrap() {

@@ -6,6 +6,7 @@ mod connection;
 mod folders;
 mod incremental;
 mod jobs;
+mod robustness;
 mod schema;
 mod sync;
 mod tls;

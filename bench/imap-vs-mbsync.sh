@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Initial sync of one realistic mailbox: mailfleet (one worker process, release build) against
+# mbsync (isync) fetching the same folders over the same TLS port into a local Maildir.
+# Prints both wall times, the ratio, messages per second and the worker's peak RSS.
+#   bench/imap-vs-mbsync.sh [messages]        (default 10000)
+# It waits for the machine to be idle first and reports the load it ran under.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-10000}
+RUN=${MAILFLEET_RUN_DIR:-/var/lib/mailfleet-dev}
+WORK=$(mktemp -d /tmp/mailfleet-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+scripts/services-up.sh >/dev/null
+command -v mbsync >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq isync >/dev/null; }
+[ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
+echo "== building (release)"
+cargo build --release -q -p mailfleet
+BIN=target/release/mailfleet
+[ -n "${CARGO_TARGET_DIR:-}" ] && BIN="$CARGO_TARGET_DIR/release/mailfleet"
+
+ADDR="bench-$(date +%s)@example.test"
+PASS="bench-pass-$RANDOM"
+echo "== seeding $N messages into $ADDR"
+"$BIN" dev-seed --address "$ADDR" --password "$PASS" --messages "$N" --span-days 150
+
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/mailfleet_bench"
+export MAILFLEET_QUEUE_PREFIX="mailfleet-bench"
+export MAILFLEET_SECRET_KEY=$(head -c 32 /dev/urandom | base64)
+export MAILFLEET_API_TOKEN="bench-token"
+export MAILFLEET_API_ADDR="127.0.0.1:18089"
+export MAILFLEET_EXTRA_CA_FILE="$RUN/tls/ca.pem"
+export RUST_LOG=warn
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS mailfleet_bench WITH (FORCE)" >/dev/null
+"$BIN" migrate
+
+wait_idle() {
+  for _ in $(seq 1 60); do
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    awk -v l="$load" 'BEGIN { exit !(l < 0.5) }' && return 0
+    sleep 2
+  done
+  echo "(machine did not become idle; running anyway)"
+}
+
+api() { curl -sf -H "Authorization: Bearer $MAILFLEET_API_TOKEN" -H 'Content-Type: application/json' "$@"; }
+
+"$BIN" coordinator --sync-interval-secs 86400 >"$WORK/coordinator.log" 2>&1 &
+for _ in $(seq 1 50); do api "http://$MAILFLEET_API_ADDR/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+USER_ID=$(api -X POST "http://$MAILFLEET_API_ADDR/v1/users" -d "{\"email\":\"owner-$$@crm.example.test\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+ACCOUNT=$(api -X POST "http://$MAILFLEET_API_ADDR/v1/accounts" -d "{
+  \"provider\":\"imap\",\"kind\":\"personal\",\"owner_user_id\":$USER_ID,\"email\":\"$ADDR\",\"password\":\"$PASS\",
+  \"imap\":{\"host\":\"127.0.0.1\",\"port\":993,\"encryption\":\"ssl\"},
+  \"smtp\":{\"host\":\"127.0.0.1\",\"port\":587,\"encryption\":\"starttls\"},
+  \"sync_from\":\"6_months\",\"create_contacts\":true,\"active_folders\":[\"INBOX\",\"Sent\",\"Archive\"]}" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+
+wait_idle
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "== mailfleet: one worker, initial sync (load before: $LOAD_BEFORE)"
+START=$(date +%s.%N)
+MAILFLEET_WORKER_SLOTS=1 /usr/bin/time -v "$BIN" worker >"$WORK/worker.log" 2>"$WORK/worker.time" &
+TIME_PID=$!
+while :; do
+  state=$(api "http://$MAILFLEET_API_ADDR/v1/accounts/$ACCOUNT")
+  if python3 -c 'import json,sys; a=json.loads(sys.argv[1]); sys.exit(0 if a["sync_status"]=="idle" and a["last_synced_at"] else 1)' "$state"; then break; fi
+  sleep 0.1
+done
+END=$(date +%s.%N)
+MF_COUNT=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["message_count"])' "$state")
+pkill -TERM -f "$BIN worker" || true
+wait $TIME_PID || true
+MF_RSS_KB=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$WORK/worker.time")
+MF_SECS=$(python3 -c "print(f'{$END-$START:.2f}')")
+
+wait_idle
+echo "== mbsync: same folders, same port (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
+mkdir -p "$WORK/maildir"
+cat >"$WORK/mbsyncrc" <<CONF
+IMAPAccount bench
+Host 127.0.0.1
+Port 993
+User $ADDR
+Pass $PASS
+TLSType IMAPS
+CertificateFile $RUN/tls/ca.pem
+
+IMAPStore remote
+Account bench
+
+MaildirStore local
+Path $WORK/maildir/
+Inbox $WORK/maildir/INBOX
+SubFolders Verbatim
+
+Channel bench
+Far :remote:
+Near :local:
+Patterns INBOX Sent Archive
+Create Near
+Sync Pull
+SyncState *
+CONF
+START=$(date +%s.%N)
+mbsync -q -c "$WORK/mbsyncrc" -a
+END=$(date +%s.%N)
+MB_SECS=$(python3 -c "print(f'{$END-$START:.2f}')")
+MB_COUNT=$(find "$WORK/maildir" -type f -path '*/cur/*' -o -type f -path '*/new/*' | wc -l)
+
+python3 - "$MF_SECS" "$MB_SECS" "$MF_COUNT" "$MB_COUNT" "$MF_RSS_KB" "$LOAD_BEFORE" <<'PY'
+import sys
+mf, mb, mfn, mbn, rss, load = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+print()
+print(f"{'':12}{'messages':>10}{'seconds':>10}{'msg/s':>10}")
+print(f"{'mailfleet':12}{mfn:>10}{mf:>10.2f}{mfn/mf:>10.0f}   worker peak RSS {rss/1024:.0f} MB")
+print(f"{'mbsync':12}{mbn:>10}{mb:>10.2f}{mbn/mb:>10.0f}")
+print(f"ratio mailfleet/mbsync: {mf/mb:.2f}  (target <= 0.33); load average before the runs: {load}")
+PY
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS mailfleet_bench WITH (FORCE)" >/dev/null
+scripts/mail-user.sh del "$ADDR" >/dev/null || true
