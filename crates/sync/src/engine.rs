@@ -1,7 +1,8 @@
 use crate::{cursor, parse};
 use chrono::Utc;
 use mailfleet_provider::{
-    ErrorClass, FetchLimits, FolderRole, MailSession, ProviderError, RemoteFolder, Removed,
+    ChangeBatch, ErrorClass, FetchLimits, FolderRole, MailSession, ProviderError, RemoteFolder,
+    Removed,
 };
 use mailfleet_store::folders::{self, ListedFolder};
 use mailfleet_store::messages::{self, BatchOwner, FolderChanges, Removal};
@@ -173,58 +174,85 @@ async fn sync_folder(
         max_bytes: options.batch_bytes,
     };
     let mut cursor = cursor::load(folder);
+    // Fetch batch n+1 while batch n is parsed and written: the network and the database work
+    // at the same time. Batches are still committed in order, each with its own cursor.
+    let mut fetched: Option<ChangeBatch> = None;
     loop {
-        let started = Instant::now();
-        let batch = session.next_changes(remote, &cursor, limits).await?;
-        let fetched = batch.new_messages.len();
-        let bytes: u64 = batch.new_messages.iter().map(|m| m.raw.len() as u64).sum();
-        let (account_id, folder_id) = (account.id, folder.id);
-        let messages = batch.new_messages;
-        let changes = FolderChanges {
-            flags: batch
-                .flag_updates
-                .into_iter()
-                .map(|u| (u.remote_id, u.flags))
-                .collect(),
-            removal: match batch.removed {
-                Removed::Nothing => Removal::Nothing,
-                Removed::These(ids) => Removal::These(ids),
-                Removed::AllBut(ids) => Removal::AllBut(ids),
-                Removed::All => Removal::All,
-            },
+        let previous = fetched.take();
+        let more = previous.as_ref().is_none_or(|b| b.more);
+        let writing = async {
+            match previous {
+                Some(batch) => store_fetched(store, account, folder, owner, batch, report).await,
+                None => Ok(()),
+            }
         };
-        // Parsing is CPU work: keep it off the I/O threads.
-        let rows = tokio::task::spawn_blocking(move || {
-            messages
-                .into_iter()
-                .map(|m| parse::parse_fetched(account_id, folder_id, m))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| ProviderError::Permanent(format!("parser task failed: {e}")))?;
-        let mut conn = store.conn().await?;
-        let outcome = messages::store_batch(
-            &mut conn,
-            owner,
-            rows,
-            &changes,
-            &cursor::to_update(&batch.next_cursor),
-        )
-        .await?;
-        report.messages_added += outcome.inserted;
-        report.flags_updated += outcome.flags_updated;
-        report.messages_removed += outcome.removed;
-        report.bytes_fetched += bytes;
-        report.contacts_created += outcome.contacts_created;
-        report.contact_links += outcome.contact_links;
-        tracing::debug!(
-            account_id, folder = %folder.name, fetched, inserted = outcome.inserted,
-            elapsed_ms = started.elapsed().as_millis() as u64, at = %Utc::now(),
-            "Batch stored."
-        );
-        cursor = batch.next_cursor;
-        if !batch.more {
-            return Ok(());
+        if !more {
+            return writing.await;
         }
+        let fetching = session.next_changes(remote, &cursor, limits);
+        let (written, next) = tokio::join!(writing, fetching);
+        written?;
+        let next = next?;
+        cursor = next.next_cursor.clone();
+        fetched = Some(next);
     }
+}
+
+/// Parses a fetched batch and commits it with its cursor.
+async fn store_fetched(
+    store: &Store,
+    account: &Account,
+    folder: &mailfleet_store::models::Folder,
+    owner: &BatchOwner,
+    batch: ChangeBatch,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let started = Instant::now();
+    let fetched = batch.new_messages.len();
+    let bytes: u64 = batch.new_messages.iter().map(|m| m.raw.len() as u64).sum();
+    let (account_id, folder_id) = (account.id, folder.id);
+    let messages = batch.new_messages;
+    let changes = FolderChanges {
+        flags: batch
+            .flag_updates
+            .into_iter()
+            .map(|u| (u.remote_id, u.flags))
+            .collect(),
+        removal: match batch.removed {
+            Removed::Nothing => Removal::Nothing,
+            Removed::These(ids) => Removal::These(ids),
+            Removed::AllBut(ids) => Removal::AllBut(ids),
+            Removed::All => Removal::All,
+        },
+    };
+    // Parsing is CPU work: keep it off the I/O threads.
+    let rows = tokio::task::spawn_blocking(move || {
+        messages
+            .into_iter()
+            .map(|m| parse::parse_fetched(account_id, folder_id, m))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ProviderError::Permanent(format!("parser task failed: {e}")))?;
+    let mut conn = store.conn().await?;
+    let outcome = messages::store_batch(
+        &mut conn,
+        owner,
+        rows,
+        &changes,
+        &cursor::to_update(&batch.next_cursor),
+    )
+    .await?;
+    report.messages_added += outcome.inserted;
+    report.flags_updated += outcome.flags_updated;
+    report.messages_removed += outcome.removed;
+    report.bytes_fetched += bytes;
+    report.contacts_created += outcome.contacts_created;
+    report.contact_links += outcome.contact_links;
+    tracing::debug!(
+        account_id, folder = %folder.name, fetched, inserted = outcome.inserted,
+        elapsed_ms = started.elapsed().as_millis() as u64, at = %Utc::now(),
+        "Batch stored."
+    );
+    Ok(())
 }
