@@ -6,7 +6,10 @@ use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::sync::Once;
 
+mod proxy;
+
 pub use mailfleet_mailgen::dovecot::{LocalMailbox, ca_file, run_dir};
+pub use proxy::FlakyProxy;
 
 /// The server a test database lives on (its `postgres` database is used to create others).
 pub fn admin_database_url() -> String {

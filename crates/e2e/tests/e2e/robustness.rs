@@ -167,3 +167,78 @@ async fn two_workers_linking_the_same_new_address_at_once_create_one_contact() {
         "every message of both accounts is linked to the one contact"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_lost_mid_sync_is_retried_keeps_the_account_and_loses_or_doubles_nothing() {
+    use mailfleet_provider::ErrorClass;
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let seeded = crate::app::small_mailbox(&mailbox.address, 300, 17);
+    mailbox.seed(&seeded).unwrap();
+    let proxy = mailfleet_testkit::FlakyProxy::start("127.0.0.1:993").await;
+    let id = app
+        .connect_account(
+            &mailbox,
+            json!({ "imap": { "host": "127.0.0.1", "port": proxy.port, "encryption": "ssl" } }),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    // The server goes away a third of the way through.
+    let total: usize = seeded.iter().map(|m| m.raw.len()).sum();
+    proxy.fail_after(total as u64 / 3);
+    match app.work_one().await {
+        Outcome::Failed(e) => assert_eq!(e.class(), ErrorClass::Transient, "{e}"),
+        other => panic!("expected a network failure, got {other:?}"),
+    }
+    let url = &app.db.url;
+    let partial = count(
+        url,
+        &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}"),
+    )
+    .await;
+    assert!(
+        partial > 0 && partial < 300,
+        "committed batches stay: {partial}"
+    );
+
+    // Still down: the next attempt fails the same way, and the account stays enabled.
+    app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
+        .await;
+    let Outcome::Failed(e) = app.work_one().await else {
+        panic!("expected a failure")
+    };
+    assert_eq!(e.class(), ErrorClass::Transient, "{e}");
+    let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
+    assert_eq!(view["state"], "active", "{view}");
+    assert!(view["last_error"].is_string());
+
+    // Back up: the sync resumes where it stopped and completes.
+    proxy.refuse(false);
+    app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
+        .await;
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("sync failed")
+    };
+    assert_eq!(report.messages_added as i64, 300 - partial);
+    assert_eq!(
+        count(
+            url,
+            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
+        )
+        .await,
+        300
+    );
+    assert_eq!(
+        count(
+            url,
+            &format!(
+                "SELECT count(DISTINCT message_id) AS count FROM messages WHERE account_id = {id}"
+            )
+        )
+        .await,
+        300
+    );
+    let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
+    assert!(view["last_error"].is_null());
+}
