@@ -103,6 +103,12 @@ pub struct WorkerArgs {
     /// Bytes of mail fetched per batch, about (bounds the worker's memory).
     #[arg(long, env = "MAILFLEET_SYNC_BATCH_BYTES", default_value_t = 16 << 20)]
     pub batch_bytes: usize,
+    /// Seconds an account's lease lasts without renewal (one worker per mailbox).
+    #[arg(long, env = "MAILFLEET_LEASE_SECS", default_value_t = 60)]
+    pub lease_secs: u64,
+    /// Seconds one sync job may run before it commits and continues in a follow-up job.
+    #[arg(long, env = "MAILFLEET_SYNC_SLICE_SECS", default_value_t = 300)]
+    pub sync_slice_secs: u64,
     /// PEM file of extra CAs to trust for IMAP/SMTP servers (a private CA).
     #[arg(long, env = "MAILFLEET_EXTRA_CA_FILE")]
     pub extra_ca_file: Option<std::path::PathBuf>,

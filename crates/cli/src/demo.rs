@@ -118,6 +118,8 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
         slots: 2,
         batch: 200,
         batch_bytes: 16 << 20,
+        lease_secs: 60,
+        sync_slice_secs: 300,
         extra_ca_file: Some(ca_file()),
     };
     let mut workers = Vec::new();

@@ -121,8 +121,10 @@ pub async fn build_worker(
     );
     let mut config = WorkerConfig {
         slots: args.slots.max(1),
+        lease_ttl: Duration::from_secs(args.lease_secs.max(1)),
         ..WorkerConfig::default()
     };
+    config.sync.max_duration = Some(Duration::from_secs(args.sync_slice_secs.max(1)));
     config.sync.batch_messages = args.batch.max(1);
     config.sync.batch_bytes = args.batch_bytes.max(1);
     Ok(Arc::new(Worker::new(store, broker, key, trust, config)))

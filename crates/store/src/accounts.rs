@@ -288,3 +288,12 @@ pub async fn backdate_folder_refresh(
     .await?;
     Ok(())
 }
+
+/// Keeps a sync claim fresh while a long sync continues in follow-up jobs.
+pub async fn renew_claim(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
+    diesel::update(accounts::table.find(id))
+        .set(accounts::sync_queued_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

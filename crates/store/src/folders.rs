@@ -1,3 +1,4 @@
+use crate::leases::Fence;
 use crate::models::Folder;
 use crate::schema::{folders, messages};
 use crate::{Conn, StoreError};
@@ -34,9 +35,32 @@ pub async fn upsert_listed(
     conn: &mut Conn,
     account_id: i64,
     listed: &[ListedFolder],
+    fence: Option<Fence>,
 ) -> Result<Vec<Folder>, StoreError> {
-    upsert_rows(conn, account_id, listed).await?;
+    use diesel_async::AsyncConnection;
+    let conn: &mut diesel_async::AsyncPgConnection = conn;
+    conn.transaction(async |tx| {
+        crate::leases::check(tx, fence).await?;
+        upsert_rows(tx, account_id, listed).await
+    })
+    .await?;
     list(conn, account_id).await
+}
+
+/// Stores a folder's position outside a batch (e.g. Trash and Junk at the first sync).
+pub async fn save_position(
+    conn: &mut Conn,
+    folder_id: i64,
+    cursor: &CursorUpdate,
+    fence: Option<Fence>,
+) -> Result<(), StoreError> {
+    use diesel_async::AsyncConnection;
+    let conn: &mut diesel_async::AsyncPgConnection = conn;
+    conn.transaction(async |tx| {
+        crate::leases::check(tx, fence).await?;
+        save_cursor(tx, folder_id, cursor).await
+    })
+    .await
 }
 
 async fn upsert_rows(
@@ -222,10 +246,12 @@ pub async fn reconcile(
     conn: &mut Conn,
     account_id: i64,
     listed: &[ListedFolder],
+    fence: Option<Fence>,
 ) -> Result<Reconciled, StoreError> {
     use diesel_async::AsyncConnection;
     let conn: &mut diesel_async::AsyncPgConnection = conn;
     conn.transaction(async |tx| {
+        crate::leases::check(tx, fence).await?;
         let before: Vec<String> = folders::table
             .filter(folders::account_id.eq(account_id))
             .select(folders::name)

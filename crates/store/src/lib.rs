@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod connection_tests;
 pub mod contacts;
 pub mod folders;
+pub mod leases;
 pub mod messages;
 mod migrate;
 pub mod models;
@@ -32,6 +33,9 @@ pub enum StoreError {
     NotFound { what: &'static str, id: i64 },
     #[error("{0}")]
     Conflict(String),
+    /// Another worker took over the account: this one must stop writing.
+    #[error("the lease on account {account_id} was lost to another worker")]
+    LeaseLost { account_id: i64 },
     /// The request contradicts what is stored (an unknown folder name, …).
     #[error("{0}")]
     Invalid(String),

@@ -14,6 +14,8 @@ pub struct BatchOwner {
     /// The account's own addresses: never made into contacts.
     pub own_addresses: Vec<String>,
     pub create_contacts: bool,
+    /// The sync's lease, checked in the batch's transaction.
+    pub fence: Option<crate::leases::Fence>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,6 +62,7 @@ pub async fn store_batch(
 ) -> Result<BatchOutcome, StoreError> {
     let conn: &mut AsyncPgConnection = conn;
     conn.transaction(async |tx| {
+        crate::leases::check(tx, owner.fence).await?;
         // Removals first: after a UIDVALIDITY change the same messages come back under new
         // ids in this very batch.
         let removed = apply_removal(tx, owner.folder_id, &changes.removal).await?;

@@ -5,6 +5,7 @@ use mailfleet_provider::{
     Removed,
 };
 use mailfleet_store::folders::{self, ListedFolder};
+use mailfleet_store::leases::Fence;
 use mailfleet_store::messages::{self, BatchOwner, FolderChanges, Removal};
 use mailfleet_store::models::Account;
 use mailfleet_store::{Store, StoreError};
@@ -16,6 +17,10 @@ pub struct SyncOptions {
     pub batch_messages: usize,
     /// Bytes of raw mail fetched together, about (a larger message is fetched alone).
     pub batch_bytes: usize,
+    /// A sync stops after the batch that crosses this much time and reports itself
+    /// incomplete; the worker queues a follow-up. Keeps one delivery far from RabbitMQ's
+    /// consumer timeout during a large first sync.
+    pub max_duration: Option<std::time::Duration>,
 }
 
 impl Default for SyncOptions {
@@ -23,6 +28,7 @@ impl Default for SyncOptions {
         Self {
             batch_messages: 200,
             batch_bytes: 16 << 20,
+            max_duration: Some(std::time::Duration::from_secs(300)),
         }
     }
 }
@@ -38,6 +44,8 @@ pub struct SyncReport {
     pub contact_links: usize,
     /// Folders that failed with a permanent error, with the error; the others were synced.
     pub failed_folders: Vec<(String, String)>,
+    /// The sync ran out of its time slice; what it did is committed, a follow-up continues.
+    pub incomplete: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +64,10 @@ pub async fn sync_account(
     session: &mut dyn MailSession,
     account: &Account,
     options: SyncOptions,
+    fence: Option<Fence>,
 ) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
+    let deadline = options.max_duration.map(|d| Instant::now() + d);
     let remote = session.list_folders().await?;
     let mut conn = store.conn().await?;
     let known = folders::list(&mut conn, account.id).await?;
@@ -65,7 +75,7 @@ pub async fn sync_account(
     // connecting the account; folders that appear later start inactive.
     let first_listing = known.is_empty();
     let listed = listed_folders(&remote, first_listing);
-    let mut stored = folders::upsert_listed(&mut conn, account.id, &listed).await?;
+    let mut stored = folders::upsert_listed(&mut conn, account.id, &listed, fence).await?;
     drop(conn);
 
     if first_listing {
@@ -90,7 +100,8 @@ pub async fn sync_account(
                 Err(e) => return Err(e.into()),
             };
             let mut conn = store.conn().await?;
-            folders::save_cursor(&mut conn, folder.id, &cursor::to_update(&position)).await?;
+            folders::save_position(&mut conn, folder.id, &cursor::to_update(&position), fence)
+                .await?;
         }
     }
 
@@ -106,20 +117,25 @@ pub async fn sync_account(
             folder_id: folder.id,
             own_addresses: owner_addresses.clone(),
             create_contacts: account.create_contacts,
+            fence,
         };
-        match sync_folder(
+        let synced = sync_folder(
             store,
             session,
             account,
             remote_folder,
             folder,
             &owner,
-            options,
+            (options, deadline),
             &mut report,
         )
-        .await
-        {
-            Ok(()) => report.folders_synced += 1,
+        .await;
+        match synced {
+            Ok(true) => report.folders_synced += 1,
+            Ok(false) => {
+                report.incomplete = true;
+                break;
+            }
             Err(SyncError::Provider(e)) if e.class() == ErrorClass::Permanent => {
                 tracing::warn!(account_id = account.id, folder = %folder.name, error = %e, "Folder skipped.");
                 report
@@ -151,10 +167,17 @@ pub async fn refresh_folders(
     store: &Store,
     session: &mut dyn MailSession,
     account: &Account,
+    fence: Option<Fence>,
 ) -> Result<folders::Reconciled, SyncError> {
     let remote = session.list_folders().await?;
     let mut conn = store.conn().await?;
-    Ok(folders::reconcile(&mut conn, account.id, &listed_folders(&remote, false)).await?)
+    Ok(folders::reconcile(
+        &mut conn,
+        account.id,
+        &listed_folders(&remote, false),
+        fence,
+    )
+    .await?)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -165,9 +188,9 @@ async fn sync_folder(
     remote: &RemoteFolder,
     folder: &mailfleet_store::models::Folder,
     owner: &BatchOwner,
-    options: SyncOptions,
+    (options, deadline): (SyncOptions, Option<Instant>),
     report: &mut SyncReport,
-) -> Result<(), SyncError> {
+) -> Result<bool, SyncError> {
     let limits = FetchLimits {
         since: account.sync_window_start,
         max_messages: options.batch_messages,
@@ -179,15 +202,17 @@ async fn sync_folder(
     let mut fetched: Option<ChangeBatch> = None;
     loop {
         let previous = fetched.take();
-        let more = previous.as_ref().is_none_or(|b| b.more);
+        let folder_done = previous.as_ref().is_some_and(|b| !b.more);
+        let out_of_time = previous.is_some() && deadline.is_some_and(|d| Instant::now() >= d);
         let writing = async {
             match previous {
                 Some(batch) => store_fetched(store, account, folder, owner, batch, report).await,
                 None => Ok(()),
             }
         };
-        if !more {
-            return writing.await;
+        if folder_done || out_of_time {
+            writing.await?;
+            return Ok(folder_done);
         }
         let fetching = session.next_changes(remote, &cursor, limits);
         let (written, next) = tokio::join!(writing, fetching);

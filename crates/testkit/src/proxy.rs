@@ -9,6 +9,8 @@ use tokio::sync::watch;
 
 pub struct FlakyProxy {
     pub port: u16,
+    open: Arc<AtomicU64>,
+    max_open: Arc<AtomicU64>,
     from_server: Arc<AtomicU64>,
     refusing: Arc<AtomicBool>,
     trip_at: Arc<AtomicU64>,
@@ -27,6 +29,9 @@ impl FlakyProxy {
         let trip_at = Arc::new(AtomicU64::new(u64::MAX));
         let upstream = upstream.to_string();
         let (fs, rf) = (from_server.clone(), refusing.clone());
+        let open = Arc::new(AtomicU64::new(0));
+        let max_open = Arc::new(AtomicU64::new(0));
+        let (op, mo) = (open.clone(), max_open.clone());
         let trip = Trip {
             at: trip_at.clone(),
             refusing: refusing.clone(),
@@ -41,17 +46,19 @@ impl FlakyProxy {
                 let Ok(server) = TcpStream::connect(&upstream).await else {
                     continue;
                 };
-                tokio::spawn(pipe(
-                    client,
-                    server,
-                    fs.clone(),
-                    trip.clone(),
-                    cut_rx.clone(),
-                ));
+                let now = op.fetch_add(1, Ordering::SeqCst) + 1;
+                mo.fetch_max(now, Ordering::SeqCst);
+                let (fs, trip, cut_rx, op) = (fs.clone(), trip.clone(), cut_rx.clone(), op.clone());
+                tokio::spawn(async move {
+                    pipe(client, server, fs, trip, cut_rx).await;
+                    op.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
         Self {
             port,
+            open,
+            max_open,
             from_server,
             refusing,
             trip_at,
@@ -63,6 +70,14 @@ impl FlakyProxy {
     /// (until `refuse(false)`): a server that dies mid-transfer, at a deterministic point.
     pub fn fail_after(&self, bytes: u64) {
         self.trip_at.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Connections open now, and the most that were open at once.
+    pub fn connections(&self) -> (u64, u64) {
+        (
+            self.open.load(Ordering::SeqCst),
+            self.max_open.load(Ordering::SeqCst),
+        )
     }
 
     /// Bytes the server has sent through the proxy.

@@ -22,6 +22,8 @@ pub struct WorkerConfig {
     /// Use IMAP CONDSTORE / QRESYNC where servers offer them.
     pub use_condstore: bool,
     pub use_qresync: bool,
+    /// How long an account's lease lasts without renewal (renewed every third of it).
+    pub lease_ttl: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -33,6 +35,7 @@ impl Default for WorkerConfig {
             command_timeout: Duration::from_secs(300),
             use_condstore: true,
             use_qresync: true,
+            lease_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -47,6 +50,11 @@ pub enum Outcome {
     Failed(ProviderError),
     /// Nothing to do (the account is disabled, or a connection test's caller gave up).
     Skipped,
+    /// Another worker holds the account's lease: this job was a duplicate.
+    Busy,
+    /// The lease was taken over mid-sync (this worker was too slow to renew it); nothing was
+    /// written after that.
+    LeaseLost,
     /// The folder list was reconciled.
     Refreshed(mailfleet_store::folders::Reconciled),
     /// A connection test was run and answered.
@@ -59,6 +67,8 @@ pub enum Outcome {
 }
 
 pub struct Worker {
+    /// Names this worker as a lease owner: host, process and a random part.
+    pub(crate) id: String,
     pub(crate) store: Store,
     pub(crate) broker: Arc<Broker>,
     pub(crate) key: SecretKey,
@@ -74,7 +84,14 @@ impl Worker {
         trust: TlsTrust,
         config: WorkerConfig,
     ) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+        let id = format!(
+            "{host}-{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         Self {
+            id,
             store,
             broker,
             key,

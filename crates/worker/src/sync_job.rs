@@ -2,8 +2,10 @@
 
 use crate::handler::{Outcome, Worker};
 use mailfleet_core::{Credentials, Encryption, Provider, Secret};
+use mailfleet_core::{Job, JobEnvelope};
 use mailfleet_imap::ImapSettings;
 use mailfleet_provider::{ErrorClass, MailSession, ProviderError};
+use mailfleet_store::leases::{self, Fence};
 use mailfleet_store::models::Account;
 use mailfleet_store::{StoreError, accounts, sync_runs};
 use mailfleet_sync::{SyncError, SyncReport, sync_account};
@@ -29,12 +31,79 @@ impl Worker {
             tracing::info!(account_id, "Job skipped: the account is disabled.");
             return Ok(Outcome::Skipped);
         }
+        // One worker per mailbox: without the lease this job is a duplicate of one running.
+        let ttl = self.config.lease_ttl.as_secs().max(1) as i64;
+        let Some(fence) = leases::acquire(&mut conn, account_id, &self.id, ttl).await? else {
+            tracing::info!(account_id, %job_id, "Job skipped: another worker holds the account.");
+            return Ok(Outcome::Busy);
+        };
         let run_id = sync_runs::start(&mut conn, account_id, job_id).await?;
         drop(conn);
 
-        let result = self.sync_once(&account).await;
+        let renewal = self.keep_lease(fence);
+        let result = self.sync_once(&account, fence).await;
+        renewal.abort();
         let mut conn = self.store.conn().await?;
+        let outcome = self
+            .settle_sync(&mut conn, account_id, job_id, run_id, result)
+            .await;
+        if !matches!(outcome, Ok(Outcome::LeaseLost)) {
+            let _ = leases::release(&mut conn, fence).await;
+        }
+        outcome
+    }
+
+    /// Renews the lease every third of its lifetime until aborted or lost.
+    fn keep_lease(&self, fence: Fence) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let ttl = self.config.lease_ttl;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                let renewed = match store.conn().await {
+                    Ok(mut c) => leases::renew(&mut c, fence, ttl.as_secs().max(1) as i64).await,
+                    Err(e) => Err(e),
+                };
+                match renewed {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(
+                            account_id = fence.account_id,
+                            "Lease lost to another worker."
+                        );
+                        return;
+                    }
+                    // The database is away: the sync's own writes will fail too; keep trying.
+                    Err(e) => {
+                        tracing::warn!(account_id = fence.account_id, error = %e, "Lease renewal failed.")
+                    }
+                }
+            }
+        })
+    }
+
+    async fn settle_sync(
+        &self,
+        conn: &mut mailfleet_store::Conn,
+        account_id: i64,
+        job_id: Uuid,
+        run_id: i64,
+        result: Result<SyncReport, SyncError>,
+    ) -> Result<Outcome, StoreError> {
         match result {
+            Ok(report) if report.incomplete => {
+                // Out of time slice: continue in a new delivery; the claim stays.
+                let next = JobEnvelope::new(Job::SyncAccount { account_id });
+                if let Err(e) = self.broker.publish(&next).await {
+                    tracing::warn!(account_id, error = %e, "Follow-up sync not published; the scheduler will resume it.");
+                    accounts::finish_sync(conn, account_id, None).await?;
+                } else {
+                    accounts::renew_claim(conn, account_id).await?;
+                }
+                sync_runs::finish(conn, run_id, run_end("partial", &report, None)).await?;
+                tracing::info!(account_id, %job_id, added = report.messages_added, "Sync slice done; continuing.");
+                Ok(Outcome::Synced(report))
+            }
             Ok(report) => {
                 let warning = (!report.failed_folders.is_empty()).then(|| {
                     report
@@ -44,24 +113,30 @@ impl Worker {
                         .collect::<Vec<_>>()
                         .join("; ")
                 });
-                accounts::finish_sync(&mut conn, account_id, warning.as_deref()).await?;
-                sync_runs::finish(
-                    &mut conn,
-                    run_id,
-                    run_end("ok", &report, warning.as_deref()),
-                )
-                .await?;
+                accounts::finish_sync(conn, account_id, warning.as_deref()).await?;
+                sync_runs::finish(conn, run_id, run_end("ok", &report, warning.as_deref())).await?;
                 tracing::info!(
                     account_id, %job_id, added = report.messages_added,
                     bytes = report.bytes_fetched, "Sync finished."
                 );
                 Ok(Outcome::Synced(report))
             }
+            Err(SyncError::Store(StoreError::LeaseLost { .. })) => {
+                // Another worker owns the account now: it finishes the sync and the claim.
+                let _ = sync_runs::finish(
+                    conn,
+                    run_id,
+                    run_end("lease_lost", &SyncReport::default(), None),
+                )
+                .await;
+                tracing::warn!(account_id, %job_id, "Sync stopped: the lease was taken over; nothing more was written.");
+                Ok(Outcome::LeaseLost)
+            }
             Err(SyncError::Store(e)) => {
                 // The database went away mid-sync: the delivery goes back to the queue; what
                 // was committed stays (the cursor moved with it).
                 let _ = sync_runs::finish(
-                    &mut conn,
+                    conn,
                     run_id,
                     run_end("failed", &SyncReport::default(), Some(&e.to_string())),
                 )
@@ -71,10 +146,9 @@ impl Worker {
             Err(SyncError::Provider(e)) => {
                 let text = e.to_string();
                 if e.class() == ErrorClass::AuthFailed {
-                    accounts::disable(&mut conn, account_id, "auth_failed", AUTH_FAILED_MESSAGE)
-                        .await?;
+                    accounts::disable(conn, account_id, "auth_failed", AUTH_FAILED_MESSAGE).await?;
                     sync_runs::finish(
-                        &mut conn,
+                        conn,
                         run_id,
                         run_end("auth_failed", &SyncReport::default(), Some(&text)),
                     )
@@ -83,9 +157,9 @@ impl Worker {
                 } else {
                     // Network trouble and the like: the account stays enabled and the
                     // scheduler tries again at the next interval.
-                    accounts::finish_sync(&mut conn, account_id, Some(&text)).await?;
+                    accounts::finish_sync(conn, account_id, Some(&text)).await?;
                     sync_runs::finish(
-                        &mut conn,
+                        conn,
                         run_id,
                         run_end("failed", &SyncReport::default(), Some(&text)),
                     )
@@ -112,14 +186,29 @@ impl Worker {
         if account.state != "active" {
             return Ok(Outcome::Skipped);
         }
+        let mut conn = self.store.conn().await?;
+        let ttl = self.config.lease_ttl.as_secs().max(1) as i64;
+        let Some(fence) = leases::acquire(&mut conn, account_id, &self.id, ttl).await? else {
+            // A sync holds the account; it lists the folders too. Try again next interval.
+            accounts::finish_refresh(&mut conn, account_id).await?;
+            return Ok(Outcome::Busy);
+        };
+        drop(conn);
         let result = async {
             let mut session = self.open_session(&account).await?;
-            let r = mailfleet_sync::refresh_folders(&self.store, session.as_mut(), &account).await;
+            let r = mailfleet_sync::refresh_folders(
+                &self.store,
+                session.as_mut(),
+                &account,
+                Some(fence),
+            )
+            .await;
             session.close().await;
             r
         }
         .await;
         let mut conn = self.store.conn().await?;
+        let _ = leases::release(&mut conn, fence).await;
         let outcome = match result {
             Ok(r) => {
                 tracing::info!(account_id, added = ?r.added, removed = ?r.removed, "Folders refreshed.");
@@ -140,9 +229,16 @@ impl Worker {
         Ok(outcome)
     }
 
-    async fn sync_once(&self, account: &Account) -> Result<SyncReport, SyncError> {
+    async fn sync_once(&self, account: &Account, fence: Fence) -> Result<SyncReport, SyncError> {
         let mut session = self.open_session(account).await?;
-        let result = sync_account(&self.store, session.as_mut(), account, self.config.sync).await;
+        let result = sync_account(
+            &self.store,
+            session.as_mut(),
+            account,
+            self.config.sync,
+            Some(fence),
+        )
+        .await;
         session.close().await;
         result
     }

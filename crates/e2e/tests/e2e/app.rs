@@ -66,6 +66,7 @@ impl App {
             sync: mailfleet_sync::SyncOptions {
                 batch_messages: 25,
                 batch_bytes: 64 * 1024,
+                ..mailfleet_sync::SyncOptions::default()
             },
             ..WorkerConfig::default()
         };

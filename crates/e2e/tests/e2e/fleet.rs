@@ -1,0 +1,244 @@
+//! One worker per mailbox (leases with fencing tokens) and long syncs in slices.
+
+use crate::app::{App, small_mailbox};
+use mailfleet_store::leases;
+use mailfleet_store::messages::{BatchOwner, FolderChanges, store_batch};
+use mailfleet_testkit::{FlakyProxy, TestMailbox, count};
+use mailfleet_worker::Outcome;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_copies_of_a_sync_job_on_three_workers_open_one_imap_session_at_a_time() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    mailbox
+        .seed(&small_mailbox(&mailbox.address, 300, 31))
+        .unwrap();
+    let proxy = FlakyProxy::start("127.0.0.1:993").await;
+    let id = app
+        .connect_account(
+            &mailbox,
+            json!({ "imap": { "host": "127.0.0.1", "port": proxy.port, "encryption": "ssl" } }),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let body = format!(
+        r#"{{"schema_version":1,"job_id":"3f0c1d2e-0000-4000-8000-000000000009","kind":"sync_account","account_id":{id},"published_at":"2026-11-26T10:00:00Z"}}"#
+    );
+    for _ in 0..19 {
+        app.broker
+            .publish_raw(&app.broker.names().sync, body.as_bytes())
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.sync_ready().await, 20);
+
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let mut workers = vec![tokio::spawn(app.worker.clone().run(rx.clone()))];
+    for _ in 0..2 {
+        let w = std::sync::Arc::new(App::start_sharing(&app).await);
+        workers.push(tokio::spawn(w.run(rx.clone())));
+    }
+    // Wait (boundedly) for the queue to drain and the last holder to let go.
+    let url = app.db.url.clone();
+    let mut drained = false;
+    for _ in 0..300 {
+        let held = count(
+            &url,
+            &format!(
+                "SELECT count(*) AS count FROM accounts WHERE id = {id} AND lease_owner IS NOT NULL"
+            ),
+        )
+        .await;
+        if app.sync_ready().await == 0 && held == 0 && proxy.connections().0 == 0 {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap().unwrap();
+    }
+    assert!(drained, "the jobs did not finish");
+    let (_, max_open) = proxy.connections();
+    assert_eq!(
+        max_open, 1,
+        "more than one IMAP session for one mailbox at a time"
+    );
+    assert_eq!(
+        count(
+            &url,
+            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
+        )
+        .await,
+        300
+    );
+    let runs = count(
+        &url,
+        "SELECT count(*) AS count FROM sync_runs WHERE outcome = 'ok'",
+    )
+    .await;
+    assert!(
+        (1..=20).contains(&runs),
+        "{runs} syncs ran; the other jobs were no-ops"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_with_a_lost_lease_commits_nothing() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let id = app.connect_account(&mailbox, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let Outcome::Synced(_) = app.work_one().await else {
+        panic!("sync failed")
+    };
+    let mut conn = app.store.conn().await.unwrap();
+    let folder = mailfleet_store::folders::list(&mut conn, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == "INBOX")
+        .unwrap();
+
+    // A holds the lease; B can't take it until it expires; then B can, with a newer token.
+    let a = leases::acquire(&mut conn, id, "worker-a", 1)
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(
+        leases::acquire(&mut conn, id, "worker-b", 60)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let b = leases::acquire(&mut conn, id, "worker-b", 60)
+        .await
+        .unwrap()
+        .expect("expired");
+    assert!(b.token > a.token);
+    assert!(
+        !leases::renew(&mut conn, a, 60).await.unwrap(),
+        "A can't renew a lost lease"
+    );
+
+    // A wakes up and tries to move INBOX's cursor: refused, nothing written.
+    let owner = BatchOwner {
+        account_id: id,
+        folder_id: folder.id,
+        own_addresses: vec![],
+        create_contacts: false,
+        fence: Some(a),
+    };
+    let stale = mailfleet_store::folders::CursorUpdate {
+        uidvalidity: Some(1),
+        uidnext: Some(1),
+        ..Default::default()
+    };
+    let err = store_batch(&mut conn, &owner, vec![], &FolderChanges::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, mailfleet_store::StoreError::LeaseLost { .. }),
+        "{err}"
+    );
+    let after = mailfleet_store::folders::list(&mut conn, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.name == "INBOX")
+        .unwrap();
+    assert_eq!(
+        (after.uidvalidity, after.uidnext),
+        (folder.uidvalidity, folder.uidnext)
+    );
+
+    // B's writes go through.
+    let owner_b = BatchOwner {
+        fence: Some(b),
+        ..owner
+    };
+    let same = mailfleet_store::folders::CursorUpdate {
+        uidvalidity: folder.uidvalidity,
+        uidnext: folder.uidnext,
+        highestmodseq: folder.highestmodseq,
+        ..Default::default()
+    };
+    store_batch(
+        &mut conn,
+        &owner_b,
+        vec![],
+        &FolderChanges::default(),
+        &same,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_sync_continues_in_follow_up_jobs_and_ends_complete() {
+    let app = App::start_with(|c| c.sync.max_duration = Some(Duration::ZERO)).await;
+    let mailbox = TestMailbox::create();
+    mailbox
+        .seed(&small_mailbox(&mailbox.address, 100, 2))
+        .unwrap();
+    let id = app.connect_account(&mailbox, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let mut slices = 0;
+    loop {
+        let Outcome::Synced(report) = app.work_one().await else {
+            panic!("slice failed")
+        };
+        slices += 1;
+        if !report.incomplete {
+            break;
+        }
+        assert_eq!(
+            app.sync_ready().await,
+            1,
+            "each slice queues exactly one follow-up"
+        );
+        let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
+        assert_eq!(
+            view["sync_status"], "queued",
+            "the claim stays while slices continue"
+        );
+        assert_eq!(
+            app.scheduler.tick().await.unwrap(),
+            0,
+            "no extra job meanwhile"
+        );
+        assert!(slices < 50, "never finishes");
+    }
+    assert!(
+        slices >= 4,
+        "100 messages in batches of 25 take several slices: {slices}"
+    );
+    let url = &app.db.url;
+    assert_eq!(
+        count(
+            url,
+            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
+        )
+        .await,
+        100
+    );
+    assert_eq!(
+        count(
+            url,
+            &format!(
+                "SELECT count(DISTINCT message_id) AS count FROM messages WHERE account_id = {id}"
+            )
+        )
+        .await,
+        100
+    );
+    let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
+    assert_eq!(view["sync_status"], "idle");
+}
