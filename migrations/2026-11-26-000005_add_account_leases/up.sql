@@ -1,7 +1,6 @@
 -- One worker per mailbox: a lease with an expiry, and a fencing token that grows with every
 -- acquisition; each write of a sync checks the token in its own transaction.
 ALTER TABLE accounts
-    ADD COLUMN lease_owner TEXT,
     ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0,
     ADD COLUMN lease_expires_at TIMESTAMPTZ;
 

@@ -136,6 +136,39 @@ impl Broker {
         })
     }
 
+    /// Moves a job that can never succeed to the dead queue, with the reason in its
+    /// `x-mailfleet-reason` header (and where it came from in `x-mailfleet-queue`), then acks
+    /// it. Should the publish fail, the delivery is rejected and the broker dead-letters it
+    /// without the reason.
+    pub async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), QueueError> {
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            "x-mailfleet-reason".into(),
+            AMQPValue::LongString(reason.into()),
+        );
+        headers.insert(
+            "x-mailfleet-queue".into(),
+            AMQPValue::LongString(delivery.routing_key.as_str().into()),
+        );
+        let props = delivery.properties.clone().with_headers(headers);
+        match self
+            .publish_confirmed(&self.names.dead, &delivery.data, props)
+            .await
+        {
+            Ok(()) => {
+                delivery.acker.ack(BasicAckOptions::default()).await?;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Dead-lettering with a reason failed; rejecting instead.");
+                delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Publishes raw bytes to one of the work queues, confirmed, as an outside publisher (the
     /// CRM) would. Used to prove that what the CRM sends is what the worker reads.
     pub async fn publish_raw(&self, queue: &str, body: &[u8]) -> Result<(), QueueError> {

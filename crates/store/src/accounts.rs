@@ -61,8 +61,10 @@ pub async fn claim_due(
              WHERE state = 'active'
                AND (sync_queued_at IS NULL OR sync_queued_at < now() - $3 * interval '1 second')
                AND (sync_requested
-                    OR last_sync_attempt_at IS NULL
-                    OR last_sync_attempt_at <= now() - $1 * interval '1 second')
+                    OR (next_attempt_at IS NOT NULL AND next_attempt_at <= now())
+                    OR (next_attempt_at IS NULL
+                        AND (last_sync_attempt_at IS NULL
+                             OR last_sync_attempt_at <= now() - $1 * interval '1 second')))
              ORDER BY sync_requested DESC, last_sync_attempt_at NULLS FIRST
              LIMIT $2
              FOR UPDATE SKIP LOCKED)
@@ -112,31 +114,56 @@ pub async fn release_claim(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Records the end of a sync attempt and frees the account for the scheduler.
-pub async fn finish_sync(conn: &mut Conn, id: i64, error: Option<&str>) -> Result<(), StoreError> {
+/// Records a successful sync and frees the account for the scheduler. `warning` keeps a
+/// partial problem (a folder that failed) visible on the account.
+pub async fn finish_sync(
+    conn: &mut Conn,
+    id: i64,
+    warning: Option<&str>,
+) -> Result<(), StoreError> {
     let now = diesel::dsl::now;
-    let q = diesel::update(accounts::table.find(id));
-    match error {
-        None => {
-            q.set((
-                accounts::sync_queued_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-                accounts::last_sync_attempt_at.eq(now),
-                accounts::last_synced_at.eq(now),
-                accounts::last_error.eq(None::<String>),
-            ))
-            .execute(conn)
-            .await?
-        }
-        Some(err) => {
-            q.set((
-                accounts::sync_queued_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-                accounts::last_sync_attempt_at.eq(now),
-                accounts::last_error.eq(err),
-            ))
-            .execute(conn)
-            .await?
-        }
-    };
+    diesel::update(accounts::table.find(id))
+        .set((
+            accounts::sync_queued_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+            accounts::last_sync_attempt_at.eq(now),
+            accounts::last_synced_at.eq(now),
+            accounts::last_error.eq(warning),
+            accounts::consecutive_failures.eq(0),
+            accounts::next_attempt_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a failed sync and schedules the retry: after `retry_after` when the provider gave
+/// one, else after a delay that doubles with each consecutive failure (30 s, 1 min, 2 min, …)
+/// up to `max_delay_secs`, with up to 20 % jitter so a server's accounts don't return at once.
+pub async fn fail_sync(
+    conn: &mut Conn,
+    id: i64,
+    error: &str,
+    retry_after_secs: Option<i64>,
+    max_delay_secs: i64,
+) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "UPDATE accounts SET
+            sync_queued_at = NULL,
+            last_sync_attempt_at = now(),
+            last_error = $2,
+            consecutive_failures = consecutive_failures + 1,
+            next_attempt_at = now() + make_interval(secs =>
+                COALESCE($3::double precision,
+                         LEAST($4::double precision, 30 * power(2, LEAST(consecutive_failures, 20)))
+                         * (1 + random() * 0.2)))
+         WHERE id = $1",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Text, _>(error)
+    .bind::<diesel::sql_types::Nullable<BigInt>, _>(retry_after_secs)
+    .bind::<BigInt, _>(max_delay_secs)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! network) and wakes up after another took over commits nothing.
 
 use crate::{Conn, StoreError};
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::BigInt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// Proof of holding an account's lease.
@@ -20,7 +20,8 @@ struct TokenRow {
     lease_token: i64,
 }
 
-/// Takes the lease when it is free or expired; `None` when another worker holds it.
+/// Takes the lease when it is free or expired; `None` when another worker holds it. `owner`
+/// names the worker in the log line that records a takeover.
 pub async fn acquire(
     conn: &mut Conn,
     account_id: i64,
@@ -29,16 +30,18 @@ pub async fn acquire(
 ) -> Result<Option<Fence>, StoreError> {
     let rows: Vec<TokenRow> = diesel::sql_query(
         "UPDATE accounts
-            SET lease_owner = $2, lease_token = lease_token + 1,
-                lease_expires_at = now() + $3 * interval '1 second'
+            SET lease_token = lease_token + 1,
+                lease_expires_at = now() + $2 * interval '1 second'
           WHERE id = $1 AND (lease_expires_at IS NULL OR lease_expires_at < now())
           RETURNING lease_token",
     )
     .bind::<BigInt, _>(account_id)
-    .bind::<Text, _>(owner)
     .bind::<BigInt, _>(ttl_secs)
     .load(conn)
     .await?;
+    if let Some(r) = rows.iter().next() {
+        tracing::debug!(account_id, owner, token = r.lease_token, "Lease taken.");
+    }
     Ok(rows.into_iter().next().map(|r| Fence {
         account_id,
         token: r.lease_token,
@@ -62,8 +65,7 @@ pub async fn renew(conn: &mut Conn, fence: Fence, ttl_secs: i64) -> Result<bool,
 /// Gives the lease back (if still held), so the next job needn't wait for the expiry.
 pub async fn release(conn: &mut Conn, fence: Fence) -> Result<(), StoreError> {
     diesel::sql_query(
-        "UPDATE accounts SET lease_owner = NULL, lease_expires_at = NULL
-          WHERE id = $1 AND lease_token = $2",
+        "UPDATE accounts SET lease_expires_at = NULL WHERE id = $1 AND lease_token = $2",
     )
     .bind::<BigInt, _>(fence.account_id)
     .bind::<BigInt, _>(fence.token)

@@ -56,9 +56,10 @@ pub struct Account {
     pub created_at: DateTime<Utc>,
     pub folders_refreshed_at: DateTime<Utc>,
     pub refresh_queued_at: Option<DateTime<Utc>>,
-    pub lease_owner: Option<String>,
     pub lease_token: i64,
     pub lease_expires_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Account {

@@ -53,9 +53,10 @@ diesel::table! {
         created_at -> Timestamptz,
         folders_refreshed_at -> Timestamptz,
         refresh_queued_at -> Nullable<Timestamptz>,
-        lease_owner -> Nullable<Text>,
         lease_token -> Int8,
         lease_expires_at -> Nullable<Timestamptz>,
+        consecutive_failures -> Int4,
+        next_attempt_at -> Nullable<Timestamptz>,
     }
 }
 

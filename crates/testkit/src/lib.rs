@@ -135,6 +135,16 @@ pub async fn strings(url: &str, sql: &str) -> Vec<String> {
     rows.into_iter().map(|r| r.value).collect()
 }
 
+/// Makes an account's scheduled retry due now.
+pub async fn backdate_retry(conn: &mut mailfleet_store::Conn, account_id: i64) {
+    diesel::sql_query(format!(
+        "UPDATE accounts SET next_attempt_at = now() - interval '1 second' WHERE id = {account_id}"
+    ))
+    .execute(conn)
+    .await
+    .expect("backdate retry");
+}
+
 /// A queue prefix of a test's own; its queues are deleted when the value is dropped.
 pub struct TestQueues {
     pub prefix: String,

@@ -3,8 +3,7 @@ use mailfleet_core::{Job, JobEnvelope, SecretKey};
 use mailfleet_imap::TlsTrust;
 use mailfleet_provider::ProviderError;
 use mailfleet_queue::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions, Broker, Delivery,
-    QueueError,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, Broker, Delivery, QueueError,
 };
 use mailfleet_store::Store;
 use mailfleet_sync::{SyncOptions, SyncReport};
@@ -24,6 +23,8 @@ pub struct WorkerConfig {
     pub use_qresync: bool,
     /// How long an account's lease lasts without renewal (renewed every third of it).
     pub lease_ttl: Duration,
+    /// The longest delay between retries of a failing account.
+    pub retry_max_delay: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -36,6 +37,7 @@ impl Default for WorkerConfig {
             use_condstore: true,
             use_qresync: true,
             lease_ttl: Duration::from_secs(60),
+            retry_max_delay: Duration::from_secs(3600),
         }
     }
 }
@@ -193,10 +195,7 @@ impl Worker {
         match &outcome {
             Outcome::Rejected(why) => {
                 tracing::warn!(reason = %why, "Job dead-lettered.");
-                delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await?;
+                self.broker.dead_letter(&delivery, why).await?;
             }
             Outcome::Requeued(why) => {
                 tracing::warn!(reason = %why, "Job returned to the queue.");

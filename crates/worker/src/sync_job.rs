@@ -155,9 +155,11 @@ impl Worker {
                     .await?;
                     tracing::warn!(account_id, %job_id, error = %text, "Account disabled: authentication failed.");
                 } else {
-                    // Network trouble and the like: the account stays enabled and the
-                    // scheduler tries again at the next interval.
-                    accounts::finish_sync(conn, account_id, Some(&text)).await?;
+                    // Network trouble and the like: the account stays enabled and is retried
+                    // after a growing delay, or when the provider said.
+                    let retry_after = e.retry_after().map(|d| d.as_secs() as i64);
+                    let max_delay = self.config.retry_max_delay.as_secs() as i64;
+                    accounts::fail_sync(conn, account_id, &text, retry_after, max_delay).await?;
                     sync_runs::finish(
                         conn,
                         run_id,

@@ -48,7 +48,7 @@ async fn twenty_copies_of_a_sync_job_on_three_workers_open_one_imap_session_at_a
         let held = count(
             &url,
             &format!(
-                "SELECT count(*) AS count FROM accounts WHERE id = {id} AND lease_owner IS NOT NULL"
+                "SELECT count(*) AS count FROM accounts WHERE id = {id} AND lease_expires_at IS NOT NULL"
             ),
         )
         .await;

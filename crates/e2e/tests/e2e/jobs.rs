@@ -130,3 +130,78 @@ async fn poison_jobs_are_dead_lettered_and_good_jobs_keep_flowing() {
         1
     );
 }
+
+async fn retry_delay(url: &str, id: i64) -> i64 {
+    count(
+        url,
+        &format!(
+            "SELECT extract(epoch FROM next_attempt_at - last_sync_attempt_at)::bigint AS count
+             FROM accounts WHERE id = {id}"
+        ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_syncs_are_retried_after_a_growing_delay_or_the_providers_retry_after() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let proxy = mailfleet_testkit::FlakyProxy::start("127.0.0.1:993").await;
+    proxy.refuse(true);
+    let id = app
+        .connect_account(
+            &mailbox,
+            json!({ "imap": { "host": "127.0.0.1", "port": proxy.port, "encryption": "ssl" } }),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let url = app.db.url.clone();
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let Outcome::Failed(_) = app.work_one().await else {
+            panic!("expected a failure")
+        };
+        delays.push(retry_delay(&url, id).await);
+        // Not due before its time…
+        assert_eq!(app.scheduler.tick().await.unwrap(), 0);
+        // …and due after it.
+        let mut conn = app.store.conn().await.unwrap();
+        mailfleet_testkit::backdate_retry(&mut conn, id).await;
+        assert_eq!(app.scheduler.tick().await.unwrap(), 1);
+    }
+    assert!((30..=36).contains(&delays[0]), "{delays:?}");
+    assert!((60..=72).contains(&delays[1]), "{delays:?}");
+    assert!((120..=144).contains(&delays[2]), "{delays:?}");
+
+    // Back up: success clears the failure count and the retry schedule.
+    proxy.refuse(false);
+    let Outcome::Synced(_) = app.work_one().await else {
+        panic!("sync failed")
+    };
+    assert_eq!(
+        count(
+            &url,
+            &format!("SELECT consecutive_failures::bigint AS count FROM accounts WHERE id = {id}")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &url,
+            &format!(
+                "SELECT count(*) AS count FROM accounts WHERE id = {id} AND next_attempt_at IS NULL"
+            )
+        )
+        .await,
+        1
+    );
+
+    // A provider's Retry-After wins over the computed delay.
+    let mut conn = app.store.conn().await.unwrap();
+    mailfleet_store::accounts::fail_sync(&mut conn, id, "rate limited", Some(90), 3600)
+        .await
+        .unwrap();
+    assert_eq!(retry_delay(&url, id).await, 90);
+}
