@@ -39,7 +39,7 @@ pub async fn acquire(
     .bind::<BigInt, _>(ttl_secs)
     .load(conn)
     .await?;
-    if let Some(r) = rows.iter().next() {
+    if let Some(r) = rows.as_slice().first() {
         tracing::debug!(account_id, owner, token = r.lease_token, "Lease taken.");
     }
     Ok(rows.into_iter().next().map(|r| Fence {
