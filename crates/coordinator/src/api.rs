@@ -48,7 +48,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn readyz(State(s): State<ApiState>) -> Result<&'static str, ApiError> {
-    if !s.broker.is_connected() {
+    if s.broker.ensure_connected().await.is_err() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",

@@ -9,6 +9,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use mailfleet_core::{Job, JobEnvelope};
+use std::sync::Arc;
+use tokio::sync::RwLock;
 
 pub use lapin::Consumer;
 pub use lapin::message::Delivery;
@@ -35,6 +37,8 @@ pub enum QueueError {
     Unroutable(String),
     #[error("no answer to job {0} in time (is a worker running?)")]
     NoAnswer(String),
+    #[error("the broker closed the consumer")]
+    Closed,
 }
 
 /// The names of the project's queues under one prefix (tests use their own prefix).
@@ -76,11 +80,19 @@ impl QueueNames {
     }
 }
 
-/// A connection to RabbitMQ with a confirming publish channel.
-pub struct Broker {
+/// One AMQP connection with its confirming publish channel.
+struct Link {
     conn: Connection,
     publish: Channel,
+}
+
+/// A connection to RabbitMQ with a confirming publish channel, replaced by a fresh one (the
+/// topology declared again) when it breaks: lapin's own recovery is not relied upon (lapin
+/// issue #450).
+pub struct Broker {
+    url: String,
     names: QueueNames,
+    link: RwLock<Arc<Link>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -94,26 +106,46 @@ impl std::fmt::Debug for Broker {
 impl Broker {
     /// Connects and declares the topology (idempotent: declaring what exists is a no-op).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        let conn = Connection::connect(url, ConnectionProperties::default()).await?;
-        let publish = conn.create_channel().await?;
-        publish
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
         let names = QueueNames::new(prefix);
-        declare_topology(&publish, &names).await?;
+        let link = open_link(url, &names).await?;
         Ok(Self {
-            conn,
-            publish,
+            url: url.to_string(),
             names,
+            link: RwLock::new(Arc::new(link)),
         })
+    }
+
+    async fn current(&self) -> Arc<Link> {
+        self.link.read().await.clone()
+    }
+
+    /// Replaces the connection if it is down (declaring the topology again). Several callers
+    /// may notice one failure: only the first reconnects.
+    pub async fn ensure_connected(&self) -> Result<(), QueueError> {
+        let link = self.current().await;
+        if link.conn.status().connected() {
+            return Ok(());
+        }
+        self.replace(&link).await
+    }
+
+    async fn replace(&self, stale: &Arc<Link>) -> Result<(), QueueError> {
+        let mut guard = self.link.write().await;
+        if !Arc::ptr_eq(&guard, stale) {
+            return Ok(());
+        }
+        let fresh = open_link(&self.url, &self.names).await?;
+        tracing::info!("Reconnected to RabbitMQ.");
+        *guard = Arc::new(fresh);
+        Ok(())
     }
 
     pub fn names(&self) -> &QueueNames {
         &self.names
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.conn.status().connected()
+    pub async fn is_connected(&self) -> bool {
+        self.current().await.conn.status().connected()
     }
 
     /// Publishes a persistent job and waits for the broker's confirm. `mandatory` turns an
@@ -176,30 +208,23 @@ impl Broker {
             .await
     }
 
+    /// Publishes with a confirm. A publish that fails because the connection broke is sent
+    /// once more on a fresh connection: an unconfirmed message may arrive twice, never not at
+    /// all, and every handler is idempotent.
     async fn publish_confirmed(
         &self,
         queue: &str,
         body: &[u8],
         props: BasicProperties,
     ) -> Result<(), QueueError> {
-        let confirm = self
-            .publish
-            .basic_publish(
-                ShortString::from(""),
-                ShortString::from(queue),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                body,
-                props.with_delivery_mode(2),
-            )
-            .await?
-            .await?;
-        match confirm {
-            lapin::Confirmation::Ack(None) => Ok(()),
-            lapin::Confirmation::Ack(Some(_)) => Err(QueueError::Unroutable(queue.to_string())),
-            _ => Err(QueueError::NotConfirmed(queue.to_string())),
+        let link = self.current().await;
+        match publish_on(&link.publish, queue, body, props.clone()).await {
+            Err(QueueError::Broker(e)) => {
+                tracing::warn!(error = %e, "Publish failed; reconnecting to RabbitMQ.");
+                self.replace(&link).await?;
+                publish_on(&self.current().await.publish, queue, body, props).await
+            }
+            other => other,
         }
     }
 
@@ -211,7 +236,8 @@ impl Broker {
         timeout: std::time::Duration,
     ) -> Result<Vec<u8>, QueueError> {
         use futures::StreamExt;
-        let ch = self.conn.create_channel().await?;
+        self.ensure_connected().await?;
+        let ch = self.current().await.conn.create_channel().await?;
         let mut replies = ch
             .basic_consume(
                 ShortString::from(REPLY_TO),
@@ -265,7 +291,9 @@ impl Broker {
         correlation_id: &str,
         body: &[u8],
     ) -> Result<(), QueueError> {
-        self.publish
+        self.current()
+            .await
+            .publish
             .basic_publish(
                 ShortString::from(""),
                 ShortString::from(reply_to),
@@ -282,7 +310,7 @@ impl Broker {
 
     /// A channel for consuming with at most `prefetch` unacked deliveries.
     pub async fn consumer_channel(&self, prefetch: u16) -> Result<Channel, QueueError> {
-        let ch = self.conn.create_channel().await?;
+        let ch = self.current().await.conn.create_channel().await?;
         ch.basic_qos(prefetch, BasicQosOptions { global: false })
             .await?;
         Ok(ch)
@@ -299,6 +327,8 @@ impl Broker {
     /// Messages ready in `queue`.
     pub async fn ready_count(&self, queue: &str) -> Result<u32, QueueError> {
         let q = self
+            .current()
+            .await
             .publish
             .queue_declare(
                 ShortString::from(queue),
@@ -314,17 +344,16 @@ impl Broker {
 
     /// Deletes this prefix's queues and exchange (tests clean up with it).
     pub async fn delete_topology(&self) -> Result<(), QueueError> {
-        for q in self
-            .names
-            .work_queues()
-            .into_iter()
-            .chain([self.names.dead.as_str()])
-        {
-            self.publish
+        let link = self.current().await;
+        for q in self.names.work_queues().into_iter().chain([
+            self.names.dead.as_str(),
+            self.names.test_connection.as_str(),
+        ]) {
+            link.publish
                 .queue_delete(ShortString::from(q), QueueDeleteOptions::default())
                 .await?;
         }
-        self.publish
+        link.publish
             .exchange_delete(
                 ShortString::from(self.names.dead_letter_exchange.as_str()),
                 ExchangeDeleteOptions::default(),
@@ -334,7 +363,48 @@ impl Broker {
     }
 
     pub async fn close(&self) {
-        let _ = self.conn.close(200, ShortString::from("bye")).await;
+        let _ = self
+            .current()
+            .await
+            .conn
+            .close(200, ShortString::from("bye"))
+            .await;
+    }
+}
+
+async fn open_link(url: &str, names: &QueueNames) -> Result<Link, QueueError> {
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let publish = conn.create_channel().await?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    declare_topology(&publish, names).await?;
+    Ok(Link { conn, publish })
+}
+
+async fn publish_on(
+    channel: &Channel,
+    queue: &str,
+    body: &[u8],
+    props: BasicProperties,
+) -> Result<(), QueueError> {
+    let confirm = channel
+        .basic_publish(
+            ShortString::from(""),
+            ShortString::from(queue),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            props.with_delivery_mode(2),
+        )
+        .await?
+        .await?;
+    match confirm {
+        lapin::Confirmation::Ack(None) => Ok(()),
+        lapin::Confirmation::Ack(Some(_)) => Err(QueueError::Unroutable(queue.to_string())),
+        _ => Err(QueueError::NotConfirmed(queue.to_string())),
     }
 }
 

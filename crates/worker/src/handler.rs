@@ -119,17 +119,48 @@ impl Worker {
         Ok(outcome)
     }
 
-    /// Consumes the sync queue until `shutdown` turns true, running up to `slots` jobs at once.
+    /// Consumes the sync, folder-refresh and connection-test queues until `shutdown` turns
+    /// true, running up to `slots` jobs at once. When RabbitMQ goes away it reconnects with a
+    /// growing delay and resumes; deliveries that were in flight are redelivered by the broker
+    /// (handlers are idempotent).
     pub async fn run(
         self: Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), QueueError> {
+        let slots = Arc::new(Semaphore::new(usize::from(self.config.slots)));
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match self.clone().consume(&slots, &mut shutdown).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Lost RabbitMQ; reconnecting.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                    match self.broker.ensure_connected().await {
+                        Ok(()) => delay = Duration::from_millis(500),
+                        Err(e) => tracing::warn!(error = %e, "RabbitMQ still unreachable."),
+                    }
+                }
+            }
+        }
+        // Let running jobs finish before returning.
+        let _ = slots.acquire_many(u32::from(self.config.slots)).await;
+        Ok(())
+    }
+
+    /// Consumes until shutdown (`Ok`) or until the channel or connection fails (`Err`).
+    async fn consume(
+        self: Arc<Self>,
+        slots: &Arc<Semaphore>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), QueueError> {
         let channel = self.broker.consumer_channel(self.config.slots).await?;
+        let names = self.broker.names();
         let mut consumers = Vec::new();
-        for queue in [
-            &self.broker.names().sync,
-            &self.broker.names().test_connection,
-        ] {
+        for queue in [&names.sync, &names.refresh, &names.test_connection] {
             consumers.push(
                 channel
                     .basic_consume(
@@ -143,9 +174,8 @@ impl Worker {
             );
         }
         let mut consumer = futures::stream::select_all(consumers);
-        let slots = Arc::new(Semaphore::new(usize::from(self.config.slots)));
-        tracing::info!(slots = self.config.slots, queue = %self.broker.names().sync, "Worker consuming.");
-        loop {
+        tracing::info!(slots = self.config.slots, prefix = %names.prefix, "Worker consuming.");
+        let result = loop {
             let permit = slots
                 .clone()
                 .acquire_owned()
@@ -153,10 +183,13 @@ impl Worker {
                 .expect("semaphore is never closed");
             let next = tokio::select! {
                 d = consumer.next() => d,
-                _ = shutdown.changed() => None,
+                _ = shutdown.changed() => break Ok(()),
             };
-            let Some(delivery) = next else { break };
-            let delivery = delivery.map_err(QueueError::from)?;
+            let delivery = match next {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => break Err(QueueError::from(e)),
+                None => break Err(QueueError::Closed),
+            };
             let me = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = me.handle(delivery).await {
@@ -164,11 +197,9 @@ impl Worker {
                 }
                 drop(permit);
             });
-        }
-        // Let running jobs finish before returning.
-        let _ = slots.acquire_many(u32::from(self.config.slots)).await;
-        let _ = channel.close(200, "shutdown".into()).await;
-        Ok(())
+        };
+        let _ = channel.close(200, "bye".into()).await;
+        result
     }
 
     /// Runs one delivery and settles it: ack after the outcome is committed, reject (→ dead

@@ -159,13 +159,15 @@ impl App {
 
     /// A second worker (own connections) on the same database and queues as `app`.
     pub async fn start_sharing(app: &App) -> Worker {
+        Self::start_sharing_via(app, &mailfleet_testkit::amqp_url()).await
+    }
+
+    /// The same, reaching RabbitMQ at `amqp_url`.
+    pub async fn start_sharing_via(app: &App, amqp_url: &str) -> Worker {
         let broker = Arc::new(
-            mailfleet_queue::Broker::connect(
-                &mailfleet_testkit::amqp_url(),
-                &app.broker.names().prefix,
-            )
-            .await
-            .unwrap(),
+            mailfleet_queue::Broker::connect(amqp_url, &app.broker.names().prefix)
+                .await
+                .unwrap(),
         );
         let key = SecretKey::from_base64(TEST_SECRET_KEY).unwrap();
         let ca = std::fs::read(ca_file()).unwrap();

@@ -242,3 +242,67 @@ async fn a_long_sync_continues_in_follow_up_jobs_and_ends_complete() {
     let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
     assert_eq!(view["sync_status"], "idle");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_and_publishers_come_back_after_the_broker_connection_drops() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    mailbox
+        .seed(&small_mailbox(&mailbox.address, 10, 5))
+        .unwrap();
+    let id = app.connect_account(&mailbox, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+
+    // A worker and a publisher that reach RabbitMQ through a proxy that can drop them.
+    let amqp = FlakyProxy::start("127.0.0.1:5672").await;
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", amqp.port);
+    let prefix = app.broker.names().prefix.clone();
+    let publisher = mailfleet_queue::Broker::connect(&url, &prefix)
+        .await
+        .unwrap();
+    let worker = std::sync::Arc::new(App::start_sharing_via(&app, &url).await);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.run(rx));
+
+    let synced = |n: i64| {
+        let db = app.db.url.clone();
+        async move {
+            for _ in 0..200 {
+                if count(&db, &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")).await == n
+                    && count(&db, &format!("SELECT count(*) AS count FROM accounts WHERE id = {id} AND sync_queued_at IS NULL")).await == 1
+                {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    assert!(synced(10).await, "the first job was not run");
+
+    // The broker connections drop (as in a RabbitMQ restart).
+    amqp.cut_all();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Publishing still works: the publisher reconnects and re-declares.
+    mailbox
+        .seed(&small_mailbox(&mailbox.address, 4, 77))
+        .unwrap();
+    let mut conn = app.store.conn().await.unwrap();
+    assert!(
+        mailfleet_store::accounts::claim_now(&mut conn, id)
+            .await
+            .unwrap()
+    );
+    publisher
+        .publish(&mailfleet_core::JobEnvelope::new(
+            mailfleet_core::Job::SyncAccount { account_id: id },
+        ))
+        .await
+        .expect("publish after the connection dropped");
+    // And the worker resumed consuming.
+    assert!(synced(14).await, "the worker did not come back");
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+}
