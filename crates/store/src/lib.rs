@@ -14,7 +14,10 @@ pub mod sync_runs;
 pub mod users;
 
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+
+/// See `Store::connect`.
+const IDLE_IN_TRANSACTION_MS: u64 = 10_000;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 
 pub use migrate::{database_name, ensure_database, run_migrations, with_database};
@@ -64,7 +67,28 @@ impl Store {
     /// Builds the pool; connections are opened lazily, so this does not fail when the database
     /// is down (readiness reports that).
     pub fn connect(database_url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let mgr = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        config.custom_setup = Box::new(|url| {
+            let url = url.to_owned();
+            Box::pin(async move {
+                use diesel_async::{AsyncConnection, RunQueryDsl};
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                // A process frozen inside a transaction (a VM pause, SIGSTOP) would hold its
+                // row locks, the account's lease row among them, and stall the worker taking
+                // over. Postgres ends such a session after this long.
+                diesel::sql_query(format!(
+                    "SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"
+                ))
+                .execute(&mut conn)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            })
+        });
+        let mgr = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            database_url,
+            config,
+        );
         let pool = Pool::builder(mgr)
             .max_size(max_connections)
             .build()

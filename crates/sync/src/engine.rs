@@ -9,6 +9,7 @@ use mailfleet_store::leases::Fence;
 use mailfleet_store::messages::{self, BatchOwner, FolderChanges, Removal};
 use mailfleet_store::models::Account;
 use mailfleet_store::{Store, StoreError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +66,7 @@ pub async fn sync_account(
     account: &Account,
     options: SyncOptions,
     fence: Option<Fence>,
+    stop: Option<&AtomicBool>,
 ) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
     let deadline = options.max_duration.map(|d| Instant::now() + d);
@@ -126,7 +128,7 @@ pub async fn sync_account(
             remote_folder,
             folder,
             &owner,
-            (options, deadline),
+            (options, deadline, stop),
             &mut report,
         )
         .await;
@@ -188,7 +190,7 @@ async fn sync_folder(
     remote: &RemoteFolder,
     folder: &mailfleet_store::models::Folder,
     owner: &BatchOwner,
-    (options, deadline): (SyncOptions, Option<Instant>),
+    (options, deadline, stop): (SyncOptions, Option<Instant>, Option<&AtomicBool>),
     report: &mut SyncReport,
 ) -> Result<bool, SyncError> {
     let limits = FetchLimits {
@@ -203,7 +205,11 @@ async fn sync_folder(
     loop {
         let previous = fetched.take();
         let folder_done = previous.as_ref().is_some_and(|b| !b.more);
-        let out_of_time = previous.is_some() && deadline.is_some_and(|d| Instant::now() >= d);
+        // Out of the time slice, or the worker is shutting down: commit what is fetched and
+        // stop; the worker queues a follow-up.
+        let out_of_time = previous.is_some()
+            && (deadline.is_some_and(|d| Instant::now() >= d)
+                || stop.is_some_and(|s| s.load(Ordering::SeqCst)));
         let writing = async {
             match previous {
                 Some(batch) => store_fetched(store, account, folder, owner, batch, report).await,

@@ -25,6 +25,8 @@ pub struct WorkerConfig {
     pub lease_ttl: Duration,
     /// The longest delay between retries of a failing account.
     pub retry_max_delay: Duration,
+    /// How long shutdown waits for running jobs to wind down.
+    pub drain_timeout: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -38,6 +40,7 @@ impl Default for WorkerConfig {
             use_qresync: true,
             lease_ttl: Duration::from_secs(60),
             retry_max_delay: Duration::from_secs(3600),
+            drain_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -71,6 +74,8 @@ pub enum Outcome {
 pub struct Worker {
     /// Names this worker as a lease owner: host, process and a random part.
     pub(crate) id: String,
+    /// Set on shutdown: running syncs commit their current batch, queue a follow-up and stop.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
     pub(crate) store: Store,
     pub(crate) broker: Arc<Broker>,
     pub(crate) key: SecretKey,
@@ -94,6 +99,7 @@ impl Worker {
         );
         Self {
             id,
+            draining: std::sync::atomic::AtomicBool::new(false),
             store,
             broker,
             key,
@@ -146,8 +152,22 @@ impl Worker {
                 }
             }
         }
-        // Let running jobs finish before returning.
-        let _ = slots.acquire_many(u32::from(self.config.slots)).await;
+        // Running syncs stop after their current batch and queue a follow-up; give them a
+        // bounded time (Kubernetes' grace period is 30 s), then go: what is still unacked
+        // returns to the queue when the connection closes.
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let drained = tokio::time::timeout(
+            self.config.drain_timeout,
+            slots.acquire_many(u32::from(self.config.slots)),
+        )
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "Shutdown: jobs still running after the drain timeout; they will be redelivered."
+            );
+        }
+        tracing::info!("Worker stopped.");
         Ok(())
     }
 

@@ -239,6 +239,7 @@ impl Worker {
             account,
             self.config.sync,
             Some(fence),
+            Some(&self.draining),
         )
         .await;
         session.close().await;

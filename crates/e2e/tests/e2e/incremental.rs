@@ -166,10 +166,16 @@ async fn bytes_for_unchanged_resync(condstore: bool, qresync: bool) -> u64 {
     assert_eq!(session.extensions().condstore, condstore);
     assert_eq!(session.extensions().qresync, qresync);
     let before = session.bytes_received();
-    let report =
-        mailfleet_sync::sync_account(&app.store, &mut session, &account, Default::default(), None)
-            .await
-            .unwrap();
+    let report = mailfleet_sync::sync_account(
+        &app.store,
+        &mut session,
+        &account,
+        Default::default(),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!((report.messages_added, report.messages_removed), (0, 0));
     session.bytes_received() - before
 }

@@ -1,0 +1,279 @@
+//! The real `mailfleet worker` process: SIGTERM drains it in time, and a worker frozen with
+//! SIGSTOP past its lease writes nothing after another worker took the mailbox over.
+
+use chrono::Utc;
+use mailfleet_core::{Credentials, Job, JobEnvelope, Secret, SecretKey};
+use mailfleet_store::accounts;
+use mailfleet_store::models::NewAccount;
+use mailfleet_testkit::{TEST_SECRET_KEY, TestDb, TestMailbox, TestQueues, ca_file, count};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Fixture {
+    db: TestDb,
+    queues: TestQueues,
+    mailbox: TestMailbox,
+    account_id: i64,
+}
+
+async fn fixture(messages: usize) -> Fixture {
+    let db = TestDb::create().await;
+    let queues = TestQueues::new();
+    let mailbox = TestMailbox::create();
+    mailbox
+        .seed(&mailfleet_mailgen::generate(
+            &mailfleet_mailgen::MailboxSpec {
+                owner: mailbox.address.clone(),
+                owner_name: "Owner".into(),
+                count: messages,
+                seed: 9,
+                now: Utc::now(),
+                span_days: 20,
+                folders: vec![("INBOX".into(), 1)],
+                size_mix: mailfleet_mailgen::SizeMix::Small,
+            },
+        ))
+        .unwrap();
+    let store = db.store();
+    let mut conn = store.conn().await.unwrap();
+    let id = accounts::next_id(&mut conn).await.unwrap();
+    let key = SecretKey::from_base64(TEST_SECRET_KEY).unwrap();
+    let credentials = Credentials::Password {
+        password: Secret::new(mailbox.password.clone()),
+    }
+    .seal(&key, id);
+    let new = NewAccount {
+        id,
+        provider: "imap".into(),
+        kind: "shared".into(),
+        owner_user_id: None,
+        email: mailbox.address.clone(),
+        username: None,
+        credentials,
+        imap_host: Some("127.0.0.1".into()),
+        imap_port: Some(993),
+        imap_encryption: Some("ssl".into()),
+        smtp_host: Some("127.0.0.1".into()),
+        smtp_port: Some(587),
+        smtp_encryption: Some("starttls".into()),
+        allow_insecure_cert: false,
+        sync_from: "1_month".into(),
+        sync_window_start: Utc::now() - chrono::Duration::days(31),
+        create_contacts: false,
+        sync_requested: false,
+    };
+    accounts::create(&mut conn, &new, &["INBOX".to_string()])
+        .await
+        .unwrap();
+    Fixture {
+        db,
+        queues,
+        mailbox,
+        account_id: id,
+    }
+}
+
+impl Fixture {
+    async fn publish_sync(&self) {
+        let broker = self.queues.broker().await;
+        let mut conn = self.db.store().conn().await.unwrap();
+        accounts::claim_now(&mut conn, self.account_id)
+            .await
+            .unwrap();
+        broker
+            .publish(&JobEnvelope::new(Job::SyncAccount {
+                account_id: self.account_id,
+            }))
+            .await
+            .unwrap();
+        broker.close().await;
+    }
+
+    fn worker(&self, lease_secs: u64) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_mailfleet"))
+            .arg("worker")
+            .env("DATABASE_URL", &self.db.url)
+            .env("AMQP_URL", mailfleet_testkit::amqp_url())
+            .env("MAILFLEET_QUEUE_PREFIX", &self.queues.prefix)
+            .env("MAILFLEET_SECRET_KEY", TEST_SECRET_KEY)
+            .env("MAILFLEET_EXTRA_CA_FILE", ca_file())
+            .env("MAILFLEET_SYNC_BATCH", "20")
+            .env("MAILFLEET_WORKER_SLOTS", "1")
+            .env("MAILFLEET_LEASE_SECS", lease_secs.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start mailfleet worker")
+    }
+
+    async fn stored(&self) -> i64 {
+        count(
+            &self.db.url,
+            &format!(
+                "SELECT count(*) AS count FROM messages WHERE account_id = {}",
+                self.account_id
+            ),
+        )
+        .await
+    }
+
+    async fn wait_for_messages(&self, at_least: i64) {
+        let started = Instant::now();
+        while self.stored().await < at_least {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the worker stored nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the worker did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a worker process until the account's sync is done.
+async fn finish_with_a_worker(f: &Fixture, total: i64) {
+    let mut w = f.worker(60);
+    let started = Instant::now();
+    loop {
+        let idle = count(
+            &f.db.url,
+            &format!(
+                "SELECT count(*) AS count FROM accounts WHERE id = {} AND sync_queued_at IS NULL",
+                f.account_id
+            ),
+        )
+        .await;
+        if f.stored().await == total && idle == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the sync did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal(&w, "-TERM");
+    assert!(wait_exit(&mut w, Duration::from_secs(25)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_worker_within_25_seconds_and_the_sync_continues_elsewhere() {
+    mailfleet_testkit::init();
+    let f = fixture(2000).await;
+    f.publish_sync().await;
+    let mut worker = f.worker(60);
+    f.wait_for_messages(100).await;
+
+    let asked = Instant::now();
+    signal(&worker, "-TERM");
+    let status = wait_exit(&mut worker, Duration::from_secs(25));
+    assert!(status.success(), "exit status {status}");
+    assert!(asked.elapsed() < Duration::from_secs(25));
+
+    let url = &f.db.url;
+    let stopped_at = f.stored().await;
+    assert_eq!(
+        count(url, &format!("SELECT count(*) AS count FROM accounts WHERE id = {} AND lease_expires_at IS NOT NULL", f.account_id)).await,
+        0,
+        "the lease is released"
+    );
+    if stopped_at < 2000 {
+        // It stopped after a committed batch and queued the rest.
+        let broker = f.queues.broker().await;
+        assert_eq!(broker.ready_count(&broker.names().sync).await.unwrap(), 1);
+        broker.close().await;
+    }
+    finish_with_a_worker(&f, 2000).await;
+    assert_eq!(
+        count(
+            url,
+            &format!(
+                "SELECT count(DISTINCT message_id) AS count FROM messages WHERE account_id = {}",
+                f.account_id
+            )
+        )
+        .await,
+        2000
+    );
+    drop(f.mailbox);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_frozen_past_its_lease_writes_nothing_after_the_takeover() {
+    mailfleet_testkit::init();
+    let f = fixture(2000).await;
+    f.publish_sync().await;
+    let mut frozen = f.worker(2);
+    f.wait_for_messages(100).await;
+    signal(&frozen, "-STOP");
+    // Past the 2 s lease.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // Another worker takes the mailbox over and syncs it completely.
+    f.publish_sync().await;
+    finish_with_a_worker(&f, 2000).await;
+    let url = &f.db.url;
+    let cursor = |url: String, id: i64| async move {
+        count(
+            &url,
+            &format!(
+                "SELECT uidnext AS count FROM folders WHERE account_id = {id} AND name = 'INBOX'"
+            ),
+        )
+        .await
+    };
+    let after_takeover = cursor(url.clone(), f.account_id).await;
+
+    // The frozen one wakes up mid-sync. Frozen between transactions, its next write fails the
+    // fencing check (`lease_lost`); frozen inside one, Postgres ended its session after 10 s
+    // and the write fails with it (`failed`). Either way its run ends without writing.
+    signal(&frozen, "-CONT");
+    let started = Instant::now();
+    loop {
+        let first_run = mailfleet_testkit::strings(
+            url,
+            "SELECT coalesce(outcome, 'running') AS value FROM sync_runs ORDER BY id LIMIT 1",
+        )
+        .await;
+        match first_run.first().map(String::as_str) {
+            Some("lease_lost") | Some("failed") => break,
+            Some("ok") => panic!("the frozen worker finished its sync after the takeover"),
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the woken worker never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cursor(url.clone(), f.account_id).await,
+        after_takeover,
+        "the cursor did not move back"
+    );
+    assert_eq!(f.stored().await, 2000);
+    signal(&frozen, "-TERM");
+    assert!(wait_exit(&mut frozen, Duration::from_secs(25)).success());
+}
