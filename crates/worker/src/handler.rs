@@ -5,7 +5,7 @@ use mailfleet_provider::ProviderError;
 use mailfleet_queue::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, Broker, Delivery, QueueError,
 };
-use mailfleet_store::Store;
+use mailfleet_store::{Store, StoreError};
 use mailfleet_sync::{SyncOptions, SyncReport};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,8 @@ pub struct WorkerConfig {
     pub retry_max_delay: Duration,
     /// How long shutdown waits for running jobs to wind down.
     pub drain_timeout: Duration,
+    /// How long a job waits for an unavailable database before it goes back to the queue.
+    pub db_outage_patience: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -41,6 +43,7 @@ impl Default for WorkerConfig {
             lease_ttl: Duration::from_secs(60),
             retry_max_delay: Duration::from_secs(3600),
             drain_timeout: Duration::from_secs(20),
+            db_outage_patience: Duration::from_secs(600),
         }
     }
 }
@@ -227,21 +230,7 @@ impl Worker {
     pub async fn handle(&self, delivery: Delivery) -> Result<Outcome, QueueError> {
         let outcome = match JobEnvelope::from_bytes(&delivery.data) {
             Err(e) => Outcome::Rejected(e.to_string()),
-            Ok(env) => {
-                let result = match env.job {
-                    Job::SyncAccount { account_id } => self.run_sync(account_id, env.job_id).await,
-                    Job::TestConnection { test_id } => self.answer_test(&delivery, test_id).await,
-                    Job::RefreshFolders { account_id } => self.run_refresh(account_id).await,
-                    other => Ok(Outcome::Rejected(format!(
-                        "job kind {} is not handled by this queue",
-                        other.kind()
-                    ))),
-                };
-                match result {
-                    Ok(o) => o,
-                    Err(e) => Outcome::Requeued(e.to_string()),
-                }
-            }
+            Ok(env) => self.run_holding(&delivery, &env).await,
         };
         match &outcome {
             Outcome::Rejected(why) => {
@@ -250,7 +239,6 @@ impl Worker {
             }
             Outcome::Requeued(why) => {
                 tracing::warn!(reason = %why, "Job returned to the queue.");
-                tokio::time::sleep(Duration::from_secs(1)).await;
                 delivery
                     .acker
                     .nack(BasicNackOptions {
@@ -268,6 +256,49 @@ impl Worker {
 }
 
 impl Worker {
+    async fn run_job(&self, delivery: &Delivery, env: &JobEnvelope) -> Result<Outcome, StoreError> {
+        match env.job {
+            Job::SyncAccount { account_id } => self.run_sync(account_id, env.job_id).await,
+            Job::TestConnection { test_id } => self.answer_test(delivery, test_id).await,
+            Job::RefreshFolders { account_id } => self.run_refresh(account_id).await,
+            ref other => Ok(Outcome::Rejected(format!(
+                "job kind {} is not handled by this queue",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// Runs the job; while Postgres is unavailable, keeps the delivery and tries again with a
+    /// growing delay instead of returning it at once: a requeue counts against the queue's
+    /// delivery limit, and a database restart must not dead-letter every job in flight. Gives
+    /// the delivery back after `db_outage_patience`, or at shutdown.
+    async fn run_holding(&self, delivery: &Delivery, env: &JobEnvelope) -> Outcome {
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match self.run_job(delivery, env).await {
+                Ok(o) => return o,
+                // A query error is an outage only if the database doesn't answer at all.
+                Err(e)
+                    if e.is_unavailable()
+                        || (matches!(e, StoreError::Query(_))
+                            && self.store.ping().await.is_err()) =>
+                {
+                    let waited = started.elapsed();
+                    if waited >= self.config.db_outage_patience
+                        || self.draining.load(std::sync::atomic::Ordering::SeqCst)
+                    {
+                        return Outcome::Requeued(e.to_string());
+                    }
+                    tracing::warn!(job_id = %env.job_id, error = %e, retry_in_ms = delay.as_millis() as u64, "Database unavailable; holding the job.");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Outcome::Requeued(e.to_string()),
+            }
+        }
+    }
+
     async fn answer_test(
         &self,
         delivery: &Delivery,

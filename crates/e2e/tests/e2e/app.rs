@@ -164,6 +164,11 @@ impl App {
 
     /// The same, reaching RabbitMQ at `amqp_url`.
     pub async fn start_sharing_via(app: &App, amqp_url: &str) -> Worker {
+        Self::start_sharing_through(app, amqp_url, &app.db.url).await
+    }
+
+    /// The same, reaching RabbitMQ at `amqp_url` and Postgres at `database_url`.
+    pub async fn start_sharing_through(app: &App, amqp_url: &str, database_url: &str) -> Worker {
         let broker = Arc::new(
             mailfleet_queue::Broker::connect(amqp_url, &app.broker.names().prefix)
                 .await
@@ -172,7 +177,8 @@ impl App {
         let key = SecretKey::from_base64(TEST_SECRET_KEY).unwrap();
         let ca = std::fs::read(ca_file()).unwrap();
         let trust = TlsTrust::new(Some(("test CA", &ca))).unwrap();
-        Worker::new(app.db.store(), broker, key, trust, WorkerConfig::default())
+        let store = mailfleet_store::Store::connect(database_url, 4).unwrap();
+        Worker::new(store, broker, key, trust, WorkerConfig::default())
     }
 
     /// Runs exactly one queued job; fails the test if the queue is empty.

@@ -306,3 +306,54 @@ async fn workers_and_publishers_come_back_after_the_broker_connection_drops() {
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_holds_the_job_instead_of_burning_its_deliveries() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    mailbox
+        .seed(&small_mailbox(&mailbox.address, 20, 8))
+        .unwrap();
+    let id = app.connect_account(&mailbox, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+
+    let pg = FlakyProxy::start("127.0.0.1:5432").await;
+    let via_proxy = app
+        .db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", pg.port));
+    assert_ne!(via_proxy, app.db.url);
+    let worker = App::start_sharing_through(&app, &mailfleet_testkit::amqp_url(), &via_proxy).await;
+    pg.refuse(true);
+    pg.cut_all();
+
+    let job = tokio::spawn(async move { worker.process_one().await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !job.is_finished(),
+        "the job is held while the database is away"
+    );
+    pg.refuse(false);
+    let outcome = tokio::time::timeout(Duration::from_secs(60), job)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Synced(_)), "{outcome:?}");
+    assert_eq!(
+        count(
+            &app.db.url,
+            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
+        )
+        .await,
+        20
+    );
+    assert_eq!(
+        app.broker
+            .ready_count(&app.broker.names().dead)
+            .await
+            .unwrap(),
+        0
+    );
+}
