@@ -42,7 +42,8 @@ pub async fn list(conn: &mut Conn, owner_user_id: Option<i64>) -> Result<Vec<Acc
         .await?)
 }
 
-/// A sync job whose worker never reported back within this long is treated as lost.
+/// A sync job whose worker never reported back within this long is treated as lost. Sooner
+/// than that, a claim whose lease expired unreleased is lost too: its worker died mid-sync.
 pub const STALE_CLAIM_SECS: i64 = 15 * 60;
 
 /// Marks due accounts as queued and returns them, in one statement, so that concurrent
@@ -59,7 +60,8 @@ pub async fn claim_due(
          WHERE id IN (
              SELECT id FROM accounts
              WHERE state = 'active'
-               AND (sync_queued_at IS NULL OR sync_queued_at < now() - $3 * interval '1 second')
+               AND (sync_queued_at IS NULL OR sync_queued_at < now() - $3 * interval '1 second'
+                    OR (lease_expires_at IS NOT NULL AND lease_expires_at < now()))
                AND (sync_requested
                     OR (next_attempt_at IS NOT NULL AND next_attempt_at <= now())
                     OR (next_attempt_at IS NULL
@@ -85,7 +87,8 @@ pub async fn claim_now(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
     let claimed: Vec<IdRow> = diesel::sql_query(
         "UPDATE accounts SET sync_queued_at = now(), sync_requested = FALSE
          WHERE id = $1 AND state = 'active'
-           AND (sync_queued_at IS NULL OR sync_queued_at < now() - $2 * interval '1 second')
+           AND (sync_queued_at IS NULL OR sync_queued_at < now() - $2 * interval '1 second'
+                OR (lease_expires_at IS NOT NULL AND lease_expires_at < now()))
          RETURNING id",
     )
     .bind::<BigInt, _>(id)
@@ -320,6 +323,15 @@ pub async fn backdate_folder_refresh(
 pub async fn renew_claim(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
     diesel::update(accounts::table.find(id))
         .set(accounts::sync_queued_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Asks for one more sync after the running one (a job found the account busy).
+pub async fn request_sync(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
+    diesel::update(accounts::table.find(id))
+        .set(accounts::sync_requested.eq(true))
         .execute(conn)
         .await?;
     Ok(())

@@ -34,6 +34,9 @@ impl Worker {
         // One worker per mailbox: without the lease this job is a duplicate of one running.
         let ttl = self.config.lease_ttl.as_secs().max(1) as i64;
         let Some(fence) = leases::acquire(&mut conn, account_id, &self.id, ttl).await? else {
+            // Another worker holds the account. Ask for one more sync after it: should that
+            // worker be dead, its lease expires and the scheduler picks the request up.
+            accounts::request_sync(&mut conn, account_id).await?;
             tracing::info!(account_id, %job_id, "Job skipped: another worker holds the account.");
             return Ok(Outcome::Busy);
         };

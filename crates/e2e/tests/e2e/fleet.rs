@@ -357,3 +357,41 @@ async fn a_database_outage_holds_the_job_instead_of_burning_its_deliveries() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_of_a_worker_that_died_mid_sync_is_taken_up_once_its_lease_expires() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let id = app.connect_account(&mailbox, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    // A worker took the job and the lease, then died (no release, no finish).
+    let ch = app.broker.consumer_channel(1).await.unwrap();
+    let d = mailfleet_queue::Broker::get(&ch, &app.broker.names().sync)
+        .await
+        .unwrap()
+        .unwrap();
+    d.acker.ack(Default::default()).await.unwrap();
+    let mut conn = app.store.conn().await.unwrap();
+    leases::acquire(&mut conn, id, "dead-worker", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        app.scheduler.tick().await.unwrap(),
+        0,
+        "the lease is still valid"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    mailfleet_store::accounts::request_sync(&mut conn, id)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.scheduler.tick().await.unwrap(),
+        1,
+        "the orphaned claim is taken up"
+    );
+    let Outcome::Synced(_) = app.work_one().await else {
+        panic!("sync failed")
+    };
+}
