@@ -11,9 +11,9 @@ N=2000 KILLS=4 PROFILE=dev
 if [[ ${1:-} == --long ]]; then N=10000 KILLS=12 PROFILE=release; fi
 RUN=${MAILFLEET_RUN_DIR:-/var/lib/mailfleet-dev}
 WORK=$(mktemp -d /tmp/mailfleet-chaos.XXXXXX)
-PIDS=()
+# Every process started is recorded here, also by the subshell that restarts workers.
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  [[ -f $WORK/pids ]] && while read -r p; do kill -9 "$p" 2>/dev/null || true; done <"$WORK/pids"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -38,7 +38,11 @@ psql_q() { psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "$1"; }
 api() { curl -sf -H "Authorization: Bearer $MAILFLEET_API_TOKEN" -H 'Content-Type: application/json' "$@"; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
-start_worker() { "$BIN" worker >>"$WORK/worker-$1.log" 2>&1 & WORKER[$1]=$!; PIDS+=("$!"); }
+start_worker() {
+  "$BIN" worker >>"$WORK/worker-$1.log" 2>&1 &
+  WORKER[$1]=$!
+  echo "$!" >>"$WORK/pids"
+}
 
 # One sync of the mailbox, from a fresh database; with chaos when $1 = chaos.
 run() {
@@ -47,7 +51,7 @@ run() {
   "$BIN" migrate >/dev/null 2>&1
   export MAILFLEET_QUEUE_PREFIX="mailfleet-chaos-$phase-$$"
   "$BIN" coordinator --sync-interval-secs 3600 >>"$WORK/coordinator-$phase.log" 2>&1 &
-  local coord=$!; PIDS+=("$coord")
+  local coord=$!; echo "$coord" >>"$WORK/pids"
   for _ in $(seq 1 100); do api "http://$MAILFLEET_API_ADDR/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   declare -gA WORKER=()
   start_worker 0; start_worker 1
@@ -67,33 +71,34 @@ run() {
         kill -9 "${WORKER[$w]}" 2>/dev/null || true
         echo "kill worker $w" >>"$WORK/events"
         start_worker "$w"
+        echo "${WORKER[0]} ${WORKER[1]}" >"$WORK/workers"
         if (( i == KILLS / 2 )); then
           echo "restart rabbitmq" >>"$WORK/events"
           rabbitmqctl -q stop_app >/dev/null && rabbitmqctl -q start_app >/dev/null
         fi
       done
     ) &
-    local chaos=$!
+    # The chaos is over in seconds; then the sync has to finish by itself.
+    wait $!
   fi
   local deadline=$(( $(date +%s) + 600 )) state done_count
   while :; do
     state=$(api "http://$MAILFLEET_API_ADDR/v1/accounts/$account" 2>/dev/null || echo '{}')
-    if python3 -c 'import json,sys; a=json.loads(sys.argv[1]); sys.exit(0 if a.get("sync_status")=="idle" and a.get("last_synced_at") else 1)' "$state" \
-       && [[ $phase == clean || -z $(jobs -p | grep -x "${chaos:-none}") ]]; then
+    if python3 -c 'import json,sys; a=json.loads(sys.argv[1]); sys.exit(0 if a.get("sync_status")=="idle" and a.get("last_synced_at") else 1)' "$state"; then
       done_count=$(echo "$state" | json '["message_count"]')
       if [[ $phase == clean || $done_count == "$(cat "$WORK/expected.count")" ]]; then break; fi
     fi
     if (( $(date +%s) > deadline )); then echo "chaos: the sync did not finish in 600 s" >&2; break; fi
     sleep 0.2
   done
-  [[ $phase == chaos ]] && wait "$chaos" 2>/dev/null || true
   local ended=$(date +%s.%N)
   python3 -c "print(f'{$ended-$started:.2f}')" >"$WORK/$phase.secs"
   psql_q "SELECT f.name || ' ' || coalesce(m.message_id, encode(m.content_sha256, 'hex')) FROM messages m JOIN folders f ON f.id = m.folder_id WHERE m.account_id = $account ORDER BY 1" >"$WORK/$phase.ids"
   psql_q "SELECT count(*) FROM sync_runs WHERE outcome IS DISTINCT FROM 'ok' AND outcome IS DISTINCT FROM 'partial'" >"$WORK/$phase.interrupted"
   rabbitmqctl -q list_queues name messages 2>/dev/null | awk -v q="$MAILFLEET_QUEUE_PREFIX.dead" '$1 == q {print $2}' >"$WORK/$phase.dead"
-  for p in "$coord" "${WORKER[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  while read -r p; do kill -TERM "$p" 2>/dev/null || true; done <"$WORK/pids"
   sleep 1
+  : >"$WORK/pids"
   for q in sync refresh_folders send test_connection dead; do rabbitmqctl -q delete_queue "$MAILFLEET_QUEUE_PREFIX.$q" >/dev/null 2>&1 || true; done
   rabbitmqctl -q eval "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange, <<\"$MAILFLEET_QUEUE_PREFIX.dlx\">>), false, <<\"chaos\">>)." >/dev/null 2>&1 || true
 }
