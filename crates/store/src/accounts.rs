@@ -292,14 +292,18 @@ pub async fn release_refresh_claim(conn: &mut Conn, id: i64) -> Result<(), Store
 }
 
 /// Records a folder refresh attempt (successful or not: the next one is an interval away).
+/// A sync job that arrived while the refresh held the lease was dropped as a duplicate and
+/// asked for a sync (`sync_requested`): its claim is released here so the scheduler queues it
+/// again.
 pub async fn finish_refresh(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
-    diesel::update(accounts::table.find(id))
-        .set((
-            accounts::refresh_queued_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-            accounts::folders_refreshed_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    diesel::sql_query(
+        "UPDATE accounts SET refresh_queued_at = NULL, folders_refreshed_at = now(),
+                sync_queued_at = CASE WHEN sync_requested THEN NULL ELSE sync_queued_at END
+         WHERE id = $1",
+    )
+    .bind::<BigInt, _>(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

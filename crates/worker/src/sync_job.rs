@@ -47,13 +47,14 @@ impl Worker {
         let result = self.sync_once(&account, fence).await;
         renewal.abort();
         let mut conn = self.store.conn().await?;
-        let outcome = self
-            .settle_sync(&mut conn, account_id, job_id, run_id, result)
-            .await;
-        if !matches!(outcome, Ok(Outcome::LeaseLost)) {
+        // Let go of the lease before the claim is cleared or a follow-up is published: a job
+        // that found the lease held is acked as a duplicate, so the lease must never outlive
+        // the claim that queued the next job.
+        if !matches!(result, Err(SyncError::Store(StoreError::LeaseLost { .. }))) {
             let _ = leases::release(&mut conn, fence).await;
         }
-        outcome
+        self.settle_sync(&mut conn, account_id, job_id, run_id, result)
+            .await
     }
 
     /// Renews the lease every third of its lifetime until aborted or lost.
