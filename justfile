@@ -21,6 +21,14 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Chaos run: workers SIGKILLed and RabbitMQ restarted during a sync (--long for 10k messages).
+chaos *ARGS:
+    scripts/chaos.sh {{ARGS}}
+
+# mailfleet against mbsync on the same mailbox.
+bench *ARGS:
+    bench/imap-vs-mbsync.sh {{ARGS}}
+
 # What CI runs.
 ci:
     .ci/run

@@ -31,6 +31,7 @@ export MAILFLEET_API_TOKEN="chaos-token"
 export MAILFLEET_API_ADDR="127.0.0.1:18090"
 export MAILFLEET_EXTRA_CA_FILE="$RUN/tls/ca.pem"
 export MAILFLEET_SYNC_SLICE_SECS=2 MAILFLEET_LEASE_SECS=3 MAILFLEET_SYNC_BATCH=100 MAILFLEET_WORKER_SLOTS=2
+export MAILFLEET_SCHEDULER_TICK_MS=500
 export RUST_LOG=${RUST_LOG:-error}
 DB=mailfleet_chaos
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
@@ -65,8 +66,10 @@ run() {
     \"sync_from\":\"6_months\",\"active_folders\":[\"INBOX\",\"Sent\",\"Archive\"]}" | json '["id"]')
   if [[ $phase == chaos ]]; then
     (
+      # Kills at random moments spread over what the clean sync took.
+      span=$(cat "$WORK/clean.secs")
       for i in $(seq 1 "$KILLS"); do
-        sleep "$(python3 -c 'import random; print(round(random.uniform(0.3, 1.5), 2))')"
+        sleep "$(python3 -c "import random; print(round(random.uniform(0.5, 1.5) * $span / $KILLS, 2))")"
         w=$((RANDOM % 2))
         kill -9 "${WORKER[$w]}" 2>/dev/null || true
         echo "kill worker $w" >>"$WORK/events"

@@ -82,6 +82,9 @@ pub struct CoordinatorArgs {
     /// Seconds between two syncs of an account.
     #[arg(long, env = "MAILFLEET_SYNC_INTERVAL_SECS", default_value_t = 300)]
     pub sync_interval_secs: u64,
+    /// Milliseconds between two scheduling passes (due syncs, refreshes, orphaned claims).
+    #[arg(long, env = "MAILFLEET_SCHEDULER_TICK_MS", default_value_t = 5000)]
+    pub scheduler_tick_ms: u64,
     /// Seconds between two folder-list refreshes of an account.
     #[arg(long, env = "MAILFLEET_FOLDER_REFRESH_SECS", default_value_t = 3600)]
     pub folder_refresh_secs: u64,

@@ -109,6 +109,7 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
         api_token: Secret::new(TOKEN.into()),
         sync_interval_secs: 300,
         folder_refresh_secs: 3600,
+        scheduler_tick_ms: 1000,
         rpc_timeout_secs: 30,
     };
     let coordinator =

@@ -69,7 +69,7 @@ pub async fn start_coordinator(
     let interval = Duration::from_secs(args.sync_interval_secs.max(1));
     let scheduler = Scheduler::new(store.clone(), broker.clone(), interval)
         .with_refresh_interval(Duration::from_secs(args.folder_refresh_secs.max(1)));
-    let tick = interval.min(Duration::from_secs(5));
+    let tick = interval.min(Duration::from_millis(args.scheduler_tick_ms.max(100)));
     tokio::spawn(scheduler.clone().run(tick, shutdown.clone()));
     let state = ApiState {
         store,
