@@ -201,7 +201,7 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
     for f in view["folders"].as_array().into_iter().flatten() {
         let name = f["name"].as_str().unwrap_or("?");
         println!(
-            "{:<10} {:<8} {:>7} {:>8} {:>16} {:>8}",
+            "{:<10} {:<8} {:>7} {:>8} {:>17} {:>8}",
             name,
             f["role"].as_str().unwrap_or("-"),
             if f["active"] == true { "yes" } else { "no" },
@@ -212,7 +212,7 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
     }
     println!();
     println!("messages synced     {total} (expected {expected} in the window)");
-    println!("contacts linked     {linked} ({created} created from unknown senders, 15 existed)");
+    println!("contacts linked     {linked} ({created} of them created from unknown senders)");
     println!("time                {:.1}s", elapsed.as_secs_f64());
     println!(
         "throughput          {:.0} messages/s, {:.1} MB/s",
