@@ -17,20 +17,11 @@ impl Worker {
         account_id: i64,
         job_id: Uuid,
     ) -> Result<Outcome, StoreError> {
-        let mut conn = self.store.conn().await?;
-        let account = match accounts::get(&mut conn, account_id).await {
+        let account = match self.active_account(account_id).await? {
             Ok(a) => a,
-            Err(StoreError::NotFound { .. }) => {
-                return Ok(Outcome::Rejected(format!(
-                    "account {account_id} does not exist"
-                )));
-            }
-            Err(e) => return Err(e),
+            Err(outcome) => return Ok(outcome),
         };
-        if account.state != "active" {
-            tracing::info!(account_id, "Job skipped: the account is disabled.");
-            return Ok(Outcome::Skipped);
-        }
+        let mut conn = self.store.conn().await?;
         // One worker per mailbox: without the lease this job is a duplicate of one running.
         let ttl = self.config.lease_ttl.as_secs().max(1) as i64;
         let Some(fence) = leases::acquire(&mut conn, account_id, &self.id, ttl).await? else {
@@ -177,21 +168,31 @@ impl Worker {
         }
     }
 
-    pub(crate) async fn run_refresh(&self, account_id: i64) -> Result<Outcome, StoreError> {
+    /// The account a job acts on, or what becomes of the job: a missing account can never
+    /// succeed (dead letter); a disabled one is left alone.
+    async fn active_account(
+        &self,
+        account_id: i64,
+    ) -> Result<Result<Account, Outcome>, StoreError> {
         let mut conn = self.store.conn().await?;
-        let account = match accounts::get(&mut conn, account_id).await {
-            Ok(a) => a,
-            Err(StoreError::NotFound { .. }) => {
-                return Ok(Outcome::Rejected(format!(
-                    "account {account_id} does not exist"
-                )));
+        match accounts::get(&mut conn, account_id).await {
+            Ok(a) if a.state == "active" => Ok(Ok(a)),
+            Ok(_) => {
+                tracing::info!(account_id, "Job skipped: the account is disabled.");
+                Ok(Err(Outcome::Skipped))
             }
-            Err(e) => return Err(e),
-        };
-        drop(conn);
-        if account.state != "active" {
-            return Ok(Outcome::Skipped);
+            Err(StoreError::NotFound { .. }) => Ok(Err(Outcome::Rejected(format!(
+                "account {account_id} does not exist"
+            )))),
+            Err(e) => Err(e),
         }
+    }
+
+    pub(crate) async fn run_refresh(&self, account_id: i64) -> Result<Outcome, StoreError> {
+        let account = match self.active_account(account_id).await? {
+            Ok(a) => a,
+            Err(outcome) => return Ok(outcome),
+        };
         let mut conn = self.store.conn().await?;
         let ttl = self.config.lease_ttl.as_secs().max(1) as i64;
         let Some(fence) = leases::acquire(&mut conn, account_id, &self.id, ttl).await? else {
