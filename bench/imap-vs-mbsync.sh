@@ -30,7 +30,7 @@ export MAILFLEET_SECRET_KEY=$(head -c 32 /dev/urandom | base64)
 export MAILFLEET_API_TOKEN="bench-token"
 export MAILFLEET_API_ADDR="127.0.0.1:18089"
 export MAILFLEET_EXTRA_CA_FILE="$RUN/tls/ca.pem"
-export RUST_LOG=warn
+export RUST_LOG=warn MAILFLEET_HEALTH_ADDR=127.0.0.1:0
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS mailfleet_bench WITH (FORCE)" >/dev/null
 "$BIN" migrate
 

@@ -97,6 +97,9 @@ pub struct CoordinatorArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub key: KeyArgs,
+    /// Address of the worker's `/healthz` and `/readyz`.
+    #[arg(long, env = "MAILFLEET_HEALTH_ADDR", default_value = "127.0.0.1:8081")]
+    pub health_addr: SocketAddr,
     /// Jobs one worker runs at once (and its RabbitMQ prefetch).
     #[arg(long, env = "MAILFLEET_WORKER_SLOTS", default_value_t = 4)]
     pub slots: u16,

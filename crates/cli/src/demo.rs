@@ -116,6 +116,7 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
         run::start_coordinator(&common, &coord_args, key.clone(), listener, stop.clone()).await?;
     let worker_args = WorkerArgs {
         key: KeyArgs { secret_key: None },
+        health_addr: "127.0.0.1:0".parse().expect("an address"),
         slots: 2,
         batch: 200,
         batch_bytes: 16 << 20,

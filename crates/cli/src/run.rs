@@ -96,8 +96,39 @@ pub async fn worker(common: &Common, args: &WorkerArgs) -> anyhow::Result<()> {
     let key = args.key.key()?;
     let shutdown = shutdown_signal();
     let worker = build_worker(common, args, key).await?;
+    let listener = tokio::net::TcpListener::bind(args.health_addr)
+        .await
+        .with_context(|| format!("binding the health endpoints to {}", args.health_addr))?;
+    tracing::info!(addr = %args.health_addr, "Health endpoints listening.");
+    tokio::spawn(serve_worker_health(listener, worker.clone()));
     worker.run(shutdown).await?;
     Ok(())
+}
+
+/// `/healthz` (alive: answers at all) and `/readyz` (consuming, broker and database up).
+async fn serve_worker_health(listener: tokio::net::TcpListener, worker: Arc<Worker>) {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let worker = worker.clone();
+                async move {
+                    let r = worker.readiness().await;
+                    let status = if r.ready() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (status, axum::Json(r))
+                }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "Health endpoints stopped.");
+    }
 }
 
 pub async fn build_worker(

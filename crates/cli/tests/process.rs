@@ -90,6 +90,10 @@ impl Fixture {
     }
 
     fn worker(&self, lease_secs: u64) -> Child {
+        self.worker_with_health(lease_secs, "127.0.0.1:0")
+    }
+
+    fn worker_with_health(&self, lease_secs: u64, health: &str) -> Child {
         Command::new(env!("CARGO_BIN_EXE_mailfleet"))
             .arg("worker")
             .env("DATABASE_URL", &self.db.url)
@@ -100,6 +104,7 @@ impl Fixture {
             .env("MAILFLEET_SYNC_BATCH", "20")
             .env("MAILFLEET_WORKER_SLOTS", "1")
             .env("MAILFLEET_LEASE_SECS", lease_secs.to_string())
+            .env("MAILFLEET_HEALTH_ADDR", health)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
@@ -183,8 +188,30 @@ async fn sigterm_drains_a_worker_within_25_seconds_and_the_sync_continues_elsewh
     mailfleet_testkit::init();
     let f = fixture(2000).await;
     f.publish_sync().await;
-    let mut worker = f.worker(60);
+    let health = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut worker = f.worker_with_health(60, &health);
     f.wait_for_messages(100).await;
+
+    // The worker's probes answer while it works.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let live = http
+        .get(format!("http://{health}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let ready = http
+        .get(format!("http://{health}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["consuming"], true, "{body}");
 
     let asked = Instant::now();
     signal(&worker, "-TERM");

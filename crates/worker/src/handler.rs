@@ -48,6 +48,20 @@ impl Default for WorkerConfig {
     }
 }
 
+/// What `/readyz` reports for a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Readiness {
+    pub consuming: bool,
+    pub broker: bool,
+    pub database: bool,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.consuming && self.broker && self.database
+    }
+}
+
 /// What became of one delivery.
 #[derive(Debug)]
 pub enum Outcome {
@@ -79,6 +93,8 @@ pub struct Worker {
     pub(crate) id: String,
     /// Set on shutdown: running syncs commit their current batch, queue a follow-up and stop.
     pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// True while the consume loop holds live consumers.
+    pub(crate) consuming: std::sync::atomic::AtomicBool,
     pub(crate) store: Store,
     pub(crate) broker: Arc<Broker>,
     pub(crate) key: SecretKey,
@@ -103,6 +119,7 @@ impl Worker {
         Self {
             id,
             draining: std::sync::atomic::AtomicBool::new(false),
+            consuming: std::sync::atomic::AtomicBool::new(false),
             store,
             broker,
             key,
@@ -197,6 +214,8 @@ impl Worker {
             );
         }
         let mut consumer = futures::stream::select_all(consumers);
+        self.consuming
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::info!(slots = self.config.slots, prefix = %names.prefix, "Worker consuming.");
         let result = loop {
             let permit = slots
@@ -221,8 +240,21 @@ impl Worker {
                 drop(permit);
             });
         };
+        self.consuming
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let _ = channel.close(200, "bye".into()).await;
         result
+    }
+
+    /// Readiness: consuming, with RabbitMQ connected and Postgres answering. (Liveness needs
+    /// none of these: a worker waiting for a database restart is alive, not ready.)
+    pub async fn readiness(&self) -> Readiness {
+        Readiness {
+            consuming: self.consuming.load(std::sync::atomic::Ordering::SeqCst)
+                && !self.draining.load(std::sync::atomic::Ordering::SeqCst),
+            broker: self.broker.is_connected().await,
+            database: self.store.ping().await.is_ok(),
+        }
     }
 
     /// Runs one delivery and settles it: ack after the outcome is committed, reject (→ dead

@@ -5,4 +5,4 @@ mod handler;
 mod sync_job;
 mod test_job;
 
-pub use handler::{Outcome, Worker, WorkerConfig};
+pub use handler::{Outcome, Readiness, Worker, WorkerConfig};

@@ -395,3 +395,45 @@ async fn the_claim_of_a_worker_that_died_mid_sync_is_taken_up_once_its_lease_exp
         panic!("sync failed")
     };
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_is_ready_only_while_consuming_with_the_broker_and_database_up() {
+    let app = App::start().await;
+    let pg = FlakyProxy::start("127.0.0.1:5432").await;
+    let via_proxy = app
+        .db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", pg.port));
+    let worker = std::sync::Arc::new(
+        App::start_sharing_through(&app, &mailfleet_testkit::amqp_url(), &via_proxy).await,
+    );
+    let r = worker.readiness().await;
+    assert!(!r.ready() && !r.consuming, "not consuming yet: {r:?}");
+
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.clone().run(rx));
+    let mut ready = false;
+    for _ in 0..50 {
+        if worker.readiness().await.ready() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "{:?}", worker.readiness().await);
+
+    // The database goes away: not ready; back: ready again.
+    pg.refuse(true);
+    pg.cut_all();
+    let r = worker.readiness().await;
+    assert!(!r.ready() && !r.database && r.broker, "{r:?}");
+    pg.refuse(false);
+    assert!(worker.readiness().await.ready());
+
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    assert!(
+        !worker.readiness().await.ready(),
+        "a stopped worker is not ready"
+    );
+}
