@@ -2,6 +2,7 @@ use crate::folders::{CursorUpdate, save_cursor};
 use crate::models::{AddressEntry, NewMessage, NewMessageAddress};
 use crate::schema::{message_addresses, messages};
 use crate::{Conn, StoreError};
+use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::collections::HashMap;
@@ -21,6 +22,8 @@ pub struct BatchOwner {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
     pub inserted: usize,
+    /// Stored rows re-matched to new remote ids after a UIDVALIDITY change.
+    pub rematched: usize,
     pub flags_updated: usize,
     pub removed: usize,
     pub contacts_created: usize,
@@ -34,7 +37,8 @@ pub enum Removal {
     Nothing,
     These(Vec<String>),
     AllBut(Vec<String>),
-    /// The folder's remote ids are void (IMAP UIDVALIDITY changed); counted on the folder.
+    /// The folder's remote ids are void (IMAP UIDVALIDITY changed): the stored rows are
+    /// re-matched to the new ids batch by batch; counted on the folder.
     All,
 }
 
@@ -44,6 +48,11 @@ pub struct FolderChanges {
     /// (remote id, new flags).
     pub flags: Vec<(String, Vec<String>)>,
     pub removal: Removal,
+    /// Every current remote id of the folder starts with this (IMAP: "uidvalidity:"); rows
+    /// that don't are from before a UIDVALIDITY change.
+    pub current_prefix: Option<String>,
+    /// This batch ends the folder's sync: a re-baseline in progress can be completed.
+    pub folder_complete: bool,
 }
 
 // Postgres takes at most 65,535 bind parameters; a message row has 20 columns.
@@ -65,8 +74,17 @@ pub async fn store_batch(
         crate::leases::check(tx, owner.fence).await?;
         // Removals first: after a UIDVALIDITY change the same messages come back under new
         // ids in this very batch.
-        let removed = apply_removal(tx, owner.folder_id, &changes.removal).await?;
+        let mut removed = apply_removal(tx, owner.folder_id, &changes.removal).await?;
         let flags_updated = apply_flags(tx, owner.folder_id, &changes.flags).await?;
+        let rebaselining: bool = crate::schema::folders::table
+            .find(owner.folder_id)
+            .select(crate::schema::folders::rebaselining)
+            .first(tx)
+            .await?;
+        let mut rematched = 0;
+        if let (true, Some(prefix)) = (rebaselining, changes.current_prefix.as_deref()) {
+            rematched = rematch(tx, owner.folder_id, prefix, &batch).await?;
+        }
         let mut addresses_by_remote: HashMap<String, Vec<AddressEntry>> = HashMap::new();
         let mut rows = Vec::with_capacity(batch.len());
         for (msg, addrs) in batch {
@@ -105,11 +123,19 @@ pub async fn store_batch(
                 .await?;
         }
 
+        if let (true, true, Some(prefix)) = (
+            rebaselining,
+            changes.folder_complete,
+            changes.current_prefix.as_deref(),
+        ) {
+            removed += finish_rebaseline(tx, owner.folder_id, prefix).await?;
+        }
         let ids: Vec<i64> = inserted.iter().map(|(id, _)| *id).collect();
         let (contacts_created, contact_links) = link_contacts(tx, owner, &ids).await?;
         save_cursor(tx, owner.folder_id, cursor).await?;
         Ok::<_, StoreError>(BatchOutcome {
             inserted: ids.len(),
+            rematched,
             flags_updated,
             removed,
             contacts_created,
@@ -143,17 +169,85 @@ async fn apply_removal(
         }
         Removal::All => {
             diesel::sql_query(
-                "UPDATE folders SET uidvalidity_changes = uidvalidity_changes + 1 WHERE id = $1",
+                "UPDATE folders SET uidvalidity_changes = uidvalidity_changes + 1,
+                        rebaselining = TRUE
+                 WHERE id = $1",
             )
             .bind::<BigInt, _>(folder_id)
             .execute(tx)
             .await?;
-            diesel::sql_query("DELETE FROM messages WHERE folder_id = $1")
-                .bind::<BigInt, _>(folder_id)
-                .execute(tx)
-                .await?
+            0
         }
     })
+}
+
+/// Gives stale rows (ids from before a UIDVALIDITY change) the new ids of the same messages in
+/// this batch: first by identical bytes, then by Message-ID, one stale row per new id. The
+/// batch's INSERT then skips them (the remote id exists), so row ids and links are kept.
+async fn rematch(
+    tx: &mut AsyncPgConnection,
+    folder_id: i64,
+    prefix: &str,
+    batch: &[(NewMessage, Vec<AddressEntry>)],
+) -> Result<usize, StoreError> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let rids: Vec<&str> = batch.iter().map(|(m, _)| m.remote_id.as_str()).collect();
+    let uids: Vec<Option<i64>> = batch.iter().map(|(m, _)| m.imap_uid).collect();
+    let flags: Vec<String> = batch.iter().map(|(m, _)| m.flags.join(" ")).collect();
+    let shas: Vec<&[u8]> = batch
+        .iter()
+        .map(|(m, _)| m.content_sha256.as_slice())
+        .collect();
+    let mids: Vec<Option<&str>> = batch.iter().map(|(m, _)| m.message_id.as_deref()).collect();
+    let mut total = 0;
+    for key in ["m.content_sha256 = n.sha", "m.message_id = n.mid"] {
+        total += diesel::sql_query(format!(
+            "WITH n AS (
+                 SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::text[])
+                     AS n(rid, uid, f, sha, mid)
+                 WHERE NOT EXISTS (SELECT 1 FROM messages x WHERE x.folder_id = $1 AND x.remote_id = n.rid)),
+             pairs AS (
+                 SELECT DISTINCT ON (m.id) m.id AS row_id, n.rid, n.uid, n.f
+                 FROM n JOIN messages m ON m.folder_id = $1 AND NOT starts_with(m.remote_id, $7)
+                                       AND {key}
+                 ORDER BY m.id, n.rid),
+             one_each AS (SELECT DISTINCT ON (rid) * FROM pairs ORDER BY rid, row_id)
+             UPDATE messages SET remote_id = o.rid, imap_uid = o.uid, flags = string_to_array(o.f, ' ')
+             FROM one_each o WHERE messages.id = o.row_id"
+        ))
+        .bind::<BigInt, _>(folder_id)
+        .bind::<Array<Text>, _>(&rids)
+        .bind::<Array<diesel::sql_types::Nullable<BigInt>>, _>(&uids)
+        .bind::<Array<Text>, _>(&flags)
+        .bind::<Array<diesel::sql_types::Bytea>, _>(&shas)
+        .bind::<Array<diesel::sql_types::Nullable<Text>>, _>(&mids)
+        .bind::<Text, _>(prefix)
+        .execute(tx)
+        .await?;
+    }
+    Ok(total)
+}
+
+/// Ends a re-baseline: stored rows still carrying old ids are gone from the server.
+async fn finish_rebaseline(
+    tx: &mut AsyncPgConnection,
+    folder_id: i64,
+    prefix: &str,
+) -> Result<usize, StoreError> {
+    let gone = diesel::sql_query(
+        "DELETE FROM messages WHERE folder_id = $1 AND NOT starts_with(remote_id, $2)",
+    )
+    .bind::<BigInt, _>(folder_id)
+    .bind::<Text, _>(prefix)
+    .execute(tx)
+    .await?;
+    diesel::sql_query("UPDATE folders SET rebaselining = FALSE WHERE id = $1")
+        .bind::<BigInt, _>(folder_id)
+        .execute(tx)
+        .await?;
+    Ok(gone)
 }
 
 /// Sets new flags where they differ. IMAP flags hold no spaces, so they travel as one

@@ -114,6 +114,7 @@ pub struct Folder {
     pub last_synced_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub uidvalidity_changes: i32,
+    pub rebaselining: bool,
 }
 
 #[derive(Debug, Clone, Insertable)]

@@ -77,6 +77,7 @@ diesel::table! {
         last_synced_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         uidvalidity_changes -> Int4,
+        rebaselining -> Bool,
     }
 }
 

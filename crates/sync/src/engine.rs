@@ -1,8 +1,8 @@
 use crate::{cursor, parse};
 use chrono::Utc;
 use mailfleet_provider::{
-    ChangeBatch, ErrorClass, FetchLimits, FolderRole, MailSession, ProviderError, RemoteFolder,
-    Removed,
+    ChangeBatch, ErrorClass, FetchLimits, FolderCursor, FolderRole, MailSession, ProviderError,
+    RemoteFolder, Removed,
 };
 use mailfleet_store::folders::{self, ListedFolder};
 use mailfleet_store::leases::Fence;
@@ -38,6 +38,8 @@ impl Default for SyncOptions {
 pub struct SyncReport {
     pub folders_synced: usize,
     pub messages_added: usize,
+    /// Stored messages re-matched to new ids after a UIDVALIDITY change (kept, not re-added).
+    pub messages_rematched: usize,
     pub flags_updated: usize,
     pub messages_removed: usize,
     pub bytes_fetched: u64,
@@ -255,6 +257,11 @@ async fn store_fetched(
             Removed::AllBut(ids) => Removal::AllBut(ids),
             Removed::All => Removal::All,
         },
+        current_prefix: match &batch.next_cursor {
+            FolderCursor::Imap { uidvalidity, .. } => Some(format!("{uidvalidity}:")),
+            _ => None,
+        },
+        folder_complete: !batch.more,
     };
     // Parsing is CPU work: keep it off the I/O threads.
     let rows = tokio::task::spawn_blocking(move || {
@@ -275,6 +282,7 @@ async fn store_fetched(
     )
     .await?;
     report.messages_added += outcome.inserted;
+    report.messages_rematched += outcome.rematched;
     report.flags_updated += outcome.flags_updated;
     report.messages_removed += outcome.removed;
     report.bytes_fetched += bytes;

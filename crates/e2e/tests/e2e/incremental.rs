@@ -198,10 +198,11 @@ async fn an_unchanged_folder_costs_a_few_hundred_bytes_not_the_uid_list() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_uidvalidity_change_rebaselines_without_duplicates_or_loss() {
+async fn a_uidvalidity_change_rebaselines_keeping_rows_without_duplicates_or_loss() {
     let app = App::start().await;
     let mailbox = TestMailbox::create();
-    let seeded = small_mailbox(&mailbox.address, 40, 8);
+    // INBOX gets ~60: the re-baseline spans several batches of 25.
+    let seeded = small_mailbox(&mailbox.address, 100, 8);
     mailbox.seed(&seeded).unwrap();
     let id = app.connect_account(&mailbox, json!({})).await["id"]
         .as_i64()
@@ -209,23 +210,41 @@ async fn a_uidvalidity_change_rebaselines_without_duplicates_or_loss() {
     let Outcome::Synced(_) = app.work_one().await else {
         panic!("first sync failed")
     };
+    let url = app.db.url.clone();
+    let rows = |url: String| async move {
+        strings(
+            &url,
+            "SELECT m.id::text || ' ' || m.message_id AS value FROM messages m
+             JOIN folders f ON f.id = m.folder_id WHERE f.name = 'INBOX' ORDER BY m.id",
+        )
+        .await
+    };
+    let before = rows(url.clone()).await;
     let total = count(
-        &app.db.url,
+        &url,
         &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}"),
     )
     .await;
 
     // Dovecot picks a new UIDVALIDITY when its UID list and index are lost.
-    let inbox_dir = mailbox.maildir();
-    for entry in std::fs::read_dir(&inbox_dir).unwrap() {
+    for entry in std::fs::read_dir(mailbox.maildir()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         if name.starts_with("dovecot-uidlist") || name.starts_with("dovecot.index") {
             std::fs::remove_file(&path).unwrap();
         }
     }
-    // UIDVALIDITY is a timestamp in seconds: make sure the new one differs.
+    // UIDVALIDITY is a timestamp in seconds: make sure the new one differs. And one message
+    // goes away meanwhile.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let cur = mailbox.maildir().join("cur");
+    let victim = std::fs::read_dir(&cur)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&victim).unwrap();
 
     app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
         .await;
@@ -233,36 +252,61 @@ async fn a_uidvalidity_change_rebaselines_without_duplicates_or_loss() {
         panic!("re-sync failed")
     };
     let inbox = seeded.iter().filter(|m| m.folder == "INBOX").count();
-    assert_eq!(report.messages_removed, inbox, "{report:?}");
-    assert_eq!(report.messages_added, inbox, "{report:?}");
-    let url = &app.db.url;
     assert_eq!(
-        count(
-            url,
-            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
-        )
-        .await,
-        total
+        report.messages_added, 0,
+        "nothing is added again: {report:?}"
+    );
+    assert_eq!(report.messages_rematched, inbox - 1, "{report:?}");
+    assert_eq!(
+        report.messages_removed, 1,
+        "the message deleted meanwhile: {report:?}"
+    );
+    let after = rows(url.clone()).await;
+    assert_eq!(after.len(), before.len() - 1);
+    assert!(
+        after.iter().all(|r| before.contains(r)),
+        "rows keep their ids"
     );
     assert_eq!(
         count(
-            url,
+            &url,
+            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
+        )
+        .await,
+        total - 1
+    );
+    let uidvalidity = count(
+        &url,
+        "SELECT uidvalidity AS count FROM folders WHERE name = 'INBOX'",
+    )
+    .await;
+    assert_eq!(
+        count(
+            &url,
             &format!(
-                "SELECT count(*) AS count FROM (SELECT message_id FROM messages WHERE account_id = {id}
-                 GROUP BY folder_id, message_id HAVING count(*) > 1) d"
+                "SELECT count(*) AS count FROM messages m JOIN folders f ON f.id = m.folder_id
+                 WHERE f.name = 'INBOX' AND NOT starts_with(m.remote_id, '{uidvalidity}:')"
             )
         )
         .await,
         0,
-        "no duplicates"
+        "every row carries the new UIDVALIDITY"
     );
     assert_eq!(
         count(
-            url,
+            &url,
             "SELECT uidvalidity_changes::bigint AS count FROM folders WHERE name = 'INBOX'"
         )
         .await,
         1,
         "the change is counted"
+    );
+    assert_eq!(
+        count(
+            &url,
+            "SELECT count(*) AS count FROM folders WHERE rebaselining"
+        )
+        .await,
+        0
     );
 }
