@@ -7,9 +7,11 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::sync::Once;
 
 mod proxy;
+mod scripted_imap;
 
 pub use mailfleet_mailgen::dovecot::{LocalMailbox, ca_file, run_dir};
 pub use proxy::FlakyProxy;
+pub use scripted_imap::ScriptedImap;
 
 /// The server a test database lives on (its `postgres` database is used to create others).
 pub fn admin_database_url() -> String {

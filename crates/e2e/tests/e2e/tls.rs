@@ -88,3 +88,46 @@ async fn a_wrong_password_is_an_auth_failure_and_fast() {
         Ok(_) => panic!("logged in with a wrong password"),
     }
 }
+
+#[tokio::test]
+async fn starttls_refused_by_the_server_is_an_error_never_a_plaintext_login() {
+    init();
+    let mut replies = std::collections::HashMap::new();
+    replies.insert(
+        "CAPABILITY".to_string(),
+        (
+            vec!["* CAPABILITY IMAP4rev1 AUTH=PLAIN".to_string()],
+            "OK done".to_string(),
+        ),
+    );
+    replies.insert(
+        "STARTTLS".to_string(),
+        (vec![], "BAD STARTTLS not supported".to_string()),
+    );
+    replies.insert("LOGIN".to_string(), (vec![], "OK logged in".to_string()));
+    let server = mailfleet_testkit::ScriptedImap::start("* OK IMAP4rev1 ready", replies).await;
+    let settings = ImapSettings::new(
+        "127.0.0.1",
+        server.port,
+        Encryption::Starttls,
+        "ann@example.test",
+        Secret::new("s3cret-pw".into()),
+    );
+    let trust = TlsTrust::new(None).unwrap();
+    match connect(&settings, &trust).await {
+        Err(ProviderError::Tls(msg)) => assert!(msg.contains("STARTTLS"), "{msg}"),
+        Err(e) => panic!("expected a TLS error, got {e}"),
+        Ok(_) => panic!("logged in without TLS"),
+    }
+    let received = server.received();
+    assert!(
+        received.iter().any(|l| l.contains("STARTTLS")),
+        "{received:?}"
+    );
+    assert!(
+        !received
+            .iter()
+            .any(|l| l.contains("LOGIN") || l.contains("s3cret-pw")),
+        "credentials were sent in the clear: {received:?}"
+    );
+}
