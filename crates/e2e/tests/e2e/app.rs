@@ -181,6 +181,18 @@ impl App {
         Worker::new(store, broker, key, trust, WorkerConfig::default())
     }
 
+    /// Connects `mailbox` with IMAP going through a proxy on `port` (e.g. a `FlakyProxy` in
+    /// front of Dovecot's 993); returns the account id.
+    pub async fn connect_through(&self, mailbox: &TestMailbox, port: u16) -> i64 {
+        self.connect_account(
+            mailbox,
+            json!({ "imap": { "host": "127.0.0.1", "port": port, "encryption": "ssl" } }),
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap()
+    }
+
     /// Runs exactly one queued job; fails the test if the queue is empty.
     pub async fn work_one(&self) -> Outcome {
         match self.worker.process_one().await.unwrap() {

@@ -16,14 +16,7 @@ async fn twenty_copies_of_a_sync_job_on_three_workers_open_one_imap_session_at_a
         .seed(&small_mailbox(&mailbox.address, 300, 31))
         .unwrap();
     let proxy = FlakyProxy::start("127.0.0.1:993").await;
-    let id = app
-        .connect_account(
-            &mailbox,
-            json!({ "imap": { "host": "127.0.0.1", "port": proxy.port, "encryption": "ssl" } }),
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.connect_through(&mailbox, proxy.port).await;
     let body = format!(
         r#"{{"schema_version":1,"job_id":"3f0c1d2e-0000-4000-8000-000000000009","kind":"sync_account","account_id":{id},"published_at":"2026-11-26T10:00:00Z"}}"#
     );

@@ -148,14 +148,7 @@ async fn failed_syncs_are_retried_after_a_growing_delay_or_the_providers_retry_a
     let mailbox = TestMailbox::create();
     let proxy = mailfleet_testkit::FlakyProxy::start("127.0.0.1:993").await;
     proxy.refuse(true);
-    let id = app
-        .connect_account(
-            &mailbox,
-            json!({ "imap": { "host": "127.0.0.1", "port": proxy.port, "encryption": "ssl" } }),
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.connect_through(&mailbox, proxy.port).await;
     let url = app.db.url.clone();
     let mut delays = Vec::new();
     for _ in 0..3 {

@@ -176,14 +176,7 @@ async fn a_server_lost_mid_sync_is_retried_keeps_the_account_and_loses_or_double
     let seeded = crate::app::small_mailbox(&mailbox.address, 300, 17);
     mailbox.seed(&seeded).unwrap();
     let proxy = mailfleet_testkit::FlakyProxy::start("127.0.0.1:993").await;
-    let id = app
-        .connect_account(
-            &mailbox,
-            json!({ "imap": { "host": "127.0.0.1", "port": proxy.port, "encryption": "ssl" } }),
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let id = app.connect_through(&mailbox, proxy.port).await;
     // The server goes away a third of the way through.
     let total: usize = seeded.iter().map(|m| m.raw.len()).sum();
     proxy.fail_after(total as u64 / 3);
