@@ -123,10 +123,15 @@ pub async fn connect(
         .await
         .is_ok_and(|r| r.is_ok());
     }
+    let objectid = caps.has_str("OBJECTID");
     Ok(ImapSession::new(
         session,
         s.command_timeout,
-        crate::session::Extensions { condstore, qresync },
+        crate::session::Extensions {
+            condstore,
+            qresync,
+            objectid,
+        },
         received,
     ))
 }

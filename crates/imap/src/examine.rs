@@ -19,6 +19,8 @@ pub struct Examined {
     pub vanished: Vec<RangeInclusive<u32>>,
     /// QRESYNC: (UID, flags) of messages changed since the given modseq.
     pub changed: Vec<(u32, Vec<String>)>,
+    /// RFC 8474 `[MAILBOXID (…)]`: the folder's stable id on servers with OBJECTID.
+    pub mailbox_id: Option<String>,
 }
 
 /// How to open the folder.
@@ -87,6 +89,12 @@ pub async fn examine(
                 Some(ResponseCode::UidValidity(v)) => out.uidvalidity = Some(*v),
                 Some(ResponseCode::UidNext(n)) => out.uidnext = Some(*n),
                 Some(ResponseCode::HighestModSeq(m)) => out.highestmodseq = Some(*m),
+                // imap-proto knows no MAILBOXID code: it arrives as the text of the response.
+                None => {
+                    if let Some(id) = outcome.information.as_deref().and_then(mailbox_id) {
+                        out.mailbox_id = Some(id);
+                    }
+                }
                 _ => {}
             },
             Response::MailboxData(MailboxDatum::Exists(n)) => out.exists = *n,
@@ -112,9 +120,31 @@ pub async fn examine(
     }
 }
 
+/// `[MAILBOXID (F2212ea87)] Ok` → `F2212ea87`.
+fn mailbox_id(text: &str) -> Option<String> {
+    let rest = text.trim_start().strip_prefix("[MAILBOXID (")?;
+    let id = &rest[..rest.find(')')?];
+    (!id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    .then(|| id.to_string())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::quote;
+    use super::{mailbox_id, quote};
+
+    #[test]
+    fn reads_the_rfc8474_mailbox_id_from_the_response_text() {
+        assert_eq!(
+            mailbox_id("[MAILBOXID (F2212ea87)] Ok").as_deref(),
+            Some("F2212ea87")
+        );
+        assert_eq!(mailbox_id("[MAILBOXID ()] Ok"), None);
+        assert_eq!(mailbox_id("[MAILBOXID (a b)] Ok"), None);
+        assert_eq!(mailbox_id("Ok"), None);
+    }
 
     #[test]
     fn quotes_names_and_refuses_line_breaks() {

@@ -21,6 +21,8 @@ use tokio::time::timeout;
 pub struct Extensions {
     pub condstore: bool,
     pub qresync: bool,
+    /// RFC 8474: folders have stable ids, so a rename can be told from delete + create.
+    pub objectid: bool,
 }
 
 /// The folder being synced and the UIDs still to fetch from it.
@@ -358,7 +360,7 @@ impl MailSession for ImapSession {
         .map_err(|_| errors::timeout("LIST"))?
         .map_err(errors::command)?;
         self.drain_unsolicited();
-        Ok(names
+        let mut folders: Vec<RemoteFolder> = names
             .iter()
             .map(|n| RemoteFolder {
                 name: n.name().to_owned(),
@@ -370,7 +372,15 @@ impl MailSession for ImapSession {
                     .iter()
                     .any(|a| matches!(a, NameAttribute::NoSelect)),
             })
-            .collect())
+            .collect();
+        if self.extensions.objectid {
+            // One EXAMINE per folder for its MAILBOXID: only on servers that have ids.
+            for f in folders.iter_mut().filter(|f| f.selectable) {
+                let ex = self.examine(&f.name, Mode::Plain).await?;
+                f.remote_id = ex.mailbox_id;
+            }
+        }
+        Ok(folders)
     }
 
     async fn current_cursor(

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedFolder {
     pub name: String,
+    /// The server's stable id of the folder, when it has one.
+    pub remote_id: Option<String>,
     pub delimiter: Option<String>,
     pub role: Option<String>,
     pub selectable: bool,
@@ -23,6 +25,7 @@ pub struct ListedFolder {
 struct NewFolder<'a> {
     account_id: i64,
     name: &'a str,
+    remote_id: Option<&'a str>,
     delimiter: Option<&'a str>,
     role: Option<&'a str>,
     active: bool,
@@ -41,6 +44,7 @@ pub async fn upsert_listed(
     let conn: &mut diesel_async::AsyncPgConnection = conn;
     conn.transaction(async |tx| {
         crate::leases::check(tx, fence).await?;
+        apply_renames(tx, account_id, listed).await?;
         upsert_rows(tx, account_id, listed).await
     })
     .await?;
@@ -63,6 +67,42 @@ pub async fn save_position(
     .await
 }
 
+/// Renames stored folders the server renamed, told by their stable id (servers with folder
+/// ids only): the row keeps its messages and cursor. Returns (old, new) names.
+async fn apply_renames(
+    tx: &mut diesel_async::AsyncPgConnection,
+    account_id: i64,
+    listed: &[ListedFolder],
+) -> Result<Vec<(String, String)>, StoreError> {
+    if listed.iter().all(|l| l.remote_id.is_none()) {
+        return Ok(Vec::new());
+    }
+    let stored: Vec<(i64, String, Option<String>)> = folders::table
+        .filter(folders::account_id.eq(account_id))
+        .select((folders::id, folders::name, folders::remote_id))
+        .for_update()
+        .load(tx)
+        .await?;
+    let mut renamed = Vec::new();
+    for (id, name, remote) in &stored {
+        let Some(remote) = remote else { continue };
+        if listed.iter().any(|l| &l.name == name) {
+            continue;
+        }
+        let target = listed.iter().find(|l| {
+            l.remote_id.as_ref() == Some(remote) && !stored.iter().any(|(_, n, _)| n == &l.name)
+        });
+        if let Some(l) = target {
+            diesel::update(folders::table.find(*id))
+                .set(folders::name.eq(&l.name))
+                .execute(tx)
+                .await?;
+            renamed.push((name.clone(), l.name.clone()));
+        }
+    }
+    Ok(renamed)
+}
+
 async fn upsert_rows(
     conn: &mut diesel_async::AsyncPgConnection,
     account_id: i64,
@@ -73,6 +113,7 @@ async fn upsert_rows(
         .map(|f| NewFolder {
             account_id,
             name: &f.name,
+            remote_id: f.remote_id.as_deref(),
             delimiter: f.delimiter.as_deref(),
             role: f.role.as_deref(),
             active: f.active_if_new && f.selectable,
@@ -88,6 +129,7 @@ async fn upsert_rows(
                 folders::delimiter.eq(excluded(folders::delimiter)),
                 folders::role.eq(excluded(folders::role)),
                 folders::selectable.eq(excluded(folders::selectable)),
+                folders::remote_id.eq(excluded(folders::remote_id)),
             ))
             .execute(conn)
             .await?;
@@ -156,6 +198,7 @@ pub async fn insert_chosen(
         .map(|n| NewFolder {
             account_id,
             name: n,
+            remote_id: None,
             delimiter: None,
             role: None,
             active: true,
@@ -237,6 +280,8 @@ pub async fn set_active(
 pub struct Reconciled {
     pub added: Vec<String>,
     pub removed: Vec<String>,
+    /// (old name, new name) of folders the server renamed, kept with their messages.
+    pub renamed: Vec<(String, String)>,
 }
 
 /// Makes the stored folder list the server's: folders new on the server are added inactive;
@@ -252,10 +297,10 @@ pub async fn reconcile(
     let conn: &mut diesel_async::AsyncPgConnection = conn;
     conn.transaction(async |tx| {
         crate::leases::check(tx, fence).await?;
+        let renamed = apply_renames(tx, account_id, listed).await?;
         let before: Vec<String> = folders::table
             .filter(folders::account_id.eq(account_id))
             .select(folders::name)
-            .for_update()
             .load(tx)
             .await?;
         let removed: Vec<String> = before
@@ -286,7 +331,11 @@ pub async fn reconcile(
             })
             .collect();
         upsert_rows(tx, account_id, &new_inactive).await?;
-        Ok::<_, StoreError>(Reconciled { added, removed })
+        Ok::<_, StoreError>(Reconciled {
+            added,
+            removed,
+            renamed,
+        })
     })
     .await
 }

@@ -115,6 +115,7 @@ pub struct Folder {
     pub created_at: DateTime<Utc>,
     pub uidvalidity_changes: i32,
     pub rebaselining: bool,
+    pub remote_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]

@@ -78,6 +78,7 @@ diesel::table! {
         created_at -> Timestamptz,
         uidvalidity_changes -> Int4,
         rebaselining -> Bool,
+        remote_id -> Nullable<Text>,
     }
 }
 

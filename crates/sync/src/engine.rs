@@ -157,6 +157,7 @@ fn listed_folders(remote: &[RemoteFolder], first_listing: bool) -> Vec<ListedFol
         .iter()
         .map(|f| ListedFolder {
             name: f.name.clone(),
+            remote_id: f.remote_id.clone(),
             delimiter: f.delimiter.clone(),
             role: f.role.map(|r| r.as_str().to_owned()),
             selectable: f.selectable,

@@ -13,9 +13,9 @@ pub struct ScriptedImap {
 }
 
 impl ScriptedImap {
-    /// `replies` maps a command name (upper case, e.g. "STARTTLS") to the untagged lines to
-    /// send before the tagged status, and that status ("OK …", "NO …", "BAD …"). Unknown
-    /// commands get `BAD unknown command`.
+    /// `replies` maps a command (upper case, e.g. "STARTTLS", or with its arguments exactly as
+    /// sent, e.g. `EXAMINE "Projects"`) to the untagged lines to send before the tagged status,
+    /// and that status ("OK …", "NO …", "BAD …"). Unknown commands get `BAD unknown command`.
     pub async fn start(greeting: &str, replies: HashMap<String, (Vec<String>, String)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -38,8 +38,11 @@ impl ScriptedImap {
                         let mut parts = line.splitn(3, ' ');
                         let tag = parts.next().unwrap_or("*").to_string();
                         let cmd = parts.next().unwrap_or("").to_ascii_uppercase();
+                        let args = parts.next().unwrap_or("");
+                        // "EXAMINE \"Projects\"" before "EXAMINE".
                         let (untagged, status) = replies
-                            .get(&cmd)
+                            .get(&format!("{cmd} {args}"))
+                            .or_else(|| replies.get(&cmd))
                             .cloned()
                             .unwrap_or_else(|| (vec![], "BAD unknown command".to_string()));
                         let mut out = String::new();

@@ -268,3 +268,133 @@ async fn the_hourly_refresh_adds_new_folders_inactive_and_drops_vanished_and_ren
         "refreshed: not due again"
     );
 }
+
+/// Replies of an IMAP server with RFC 8474 folder ids, listing `folders` as (name, id).
+fn objectid_server_script(
+    folders: &[(&str, &str)],
+) -> std::collections::HashMap<String, (Vec<String>, String)> {
+    let mut r = std::collections::HashMap::new();
+    let ok = |s: &str| s.to_string();
+    r.insert("LOGIN".into(), (vec![], ok("OK logged in")));
+    r.insert(
+        "CAPABILITY".into(),
+        (vec![ok("* CAPABILITY IMAP4rev1 OBJECTID")], ok("OK done")),
+    );
+    r.insert("LOGOUT".into(), (vec![ok("* BYE")], ok("OK bye")));
+    let list = folders
+        .iter()
+        .map(|(name, _)| format!("* LIST () \"/\" \"{name}\""))
+        .collect();
+    r.insert("LIST".into(), (list, ok("OK listed")));
+    for (i, (name, id)) in folders.iter().enumerate() {
+        r.insert(
+            format!("EXAMINE \"{name}\""),
+            (
+                vec![
+                    ok("* 0 EXISTS"),
+                    format!("* OK [UIDVALIDITY {}] ok", i + 1),
+                    ok("* OK [UIDNEXT 1] ok"),
+                    format!("* OK [MAILBOXID ({id})] ok"),
+                ],
+                ok("OK [READ-ONLY] examined"),
+            ),
+        );
+    }
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_server_with_folder_ids_a_renamed_folder_keeps_its_messages() {
+    use mailfleet_core::{Encryption, Secret};
+    use mailfleet_imap::{ImapSettings, TlsTrust};
+    let app = App::start().await;
+    let before = mailfleet_testkit::ScriptedImap::start(
+        "* OK IMAP4rev1 ready",
+        objectid_server_script(&[("INBOX", "F-inbox"), ("Projects", "F-proj")]),
+    )
+    .await;
+    let mailbox = TestMailbox::create(); // only for an address and password
+    let id = app
+        .connect_account(
+            &mailbox,
+            json!({
+                "imap": { "host": "127.0.0.1", "port": before.port, "encryption": "none" },
+                "active_folders": ["INBOX", "Projects"]
+            }),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let mut conn = app.store.conn().await.unwrap();
+    let account = mailfleet_store::accounts::get(&mut conn, id).await.unwrap();
+    let session_to = |port: u16| {
+        let settings = ImapSettings::new(
+            "127.0.0.1",
+            port,
+            Encryption::None,
+            mailbox.address.clone(),
+            Secret::new(mailbox.password.clone()),
+        );
+        async move {
+            mailfleet_imap::connect(&settings, &TlsTrust::new(None).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let mut session = session_to(before.port).await;
+    assert!(session.extensions().objectid);
+    mailfleet_sync::sync_account(
+        &app.store,
+        &mut session,
+        &account,
+        Default::default(),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let projects: i64 = count(
+        &app.db.url,
+        &format!("SELECT id AS count FROM folders WHERE account_id = {id} AND name = 'Projects'"),
+    )
+    .await;
+    // A message in it, as a sync would have stored.
+    mailfleet_testkit::strings(
+        &app.db.url,
+        &format!(
+            "INSERT INTO messages (account_id, folder_id, remote_id, thread_key, size_bytes, content_sha256, message_id)
+             VALUES ({id}, {projects}, '1:1', 'k', 10, '\\x00', 'kept@example.org') RETURNING 'x' AS value"
+        ),
+    )
+    .await;
+
+    // The server renames Projects; the hourly refresh sees the same MAILBOXID under a new name.
+    let after = mailfleet_testkit::ScriptedImap::start(
+        "* OK IMAP4rev1 ready",
+        objectid_server_script(&[("INBOX", "F-inbox"), ("Projects 2025", "F-proj")]),
+    )
+    .await;
+    let mut session = session_to(after.port).await;
+    let r = mailfleet_sync::refresh_folders(&app.store, &mut session, &account, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.renamed,
+        vec![("Projects".to_string(), "Projects 2025".to_string())]
+    );
+    assert!(r.removed.is_empty() && r.added.is_empty(), "{r:?}");
+    let (c, active) = counts(&app, id).await;
+    assert_eq!(c["Projects 2025"], 1, "the message stayed with its folder");
+    assert!(active["Projects 2025"], "still active");
+    assert_eq!(
+        count(
+            &app.db.url,
+            &format!(
+                "SELECT id AS count FROM folders WHERE account_id = {id} AND name = 'Projects 2025'"
+            )
+        )
+        .await,
+        projects,
+        "the same folder row"
+    );
+}
