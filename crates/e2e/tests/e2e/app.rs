@@ -193,6 +193,26 @@ impl App {
             .unwrap()
     }
 
+    /// Stored messages of an account.
+    pub async fn message_count(&self, account_id: i64) -> i64 {
+        mailfleet_testkit::count(
+            &self.db.url,
+            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {account_id}"),
+        )
+        .await
+    }
+
+    /// Distinct Message-IDs among an account's stored messages.
+    pub async fn distinct_message_ids(&self, account_id: i64) -> i64 {
+        mailfleet_testkit::count(
+            &self.db.url,
+            &format!(
+                "SELECT count(DISTINCT message_id) AS count FROM messages WHERE account_id = {account_id}"
+            ),
+        )
+        .await
+    }
+
     /// Runs exactly one queued job; fails the test if the queue is empty.
     pub async fn work_one(&self) -> Outcome {
         match self.worker.process_one().await.unwrap() {

@@ -61,14 +61,7 @@ async fn twenty_copies_of_a_sync_job_on_three_workers_open_one_imap_session_at_a
         max_open, 1,
         "more than one IMAP session for one mailbox at a time"
     );
-    assert_eq!(
-        count(
-            &url,
-            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
-        )
-        .await,
-        300
-    );
+    assert_eq!(app.message_count(id).await, 300);
     let runs = count(
         &url,
         "SELECT count(*) AS count FROM sync_runs WHERE outcome = 'ok'",
@@ -213,25 +206,8 @@ async fn a_long_sync_continues_in_follow_up_jobs_and_ends_complete() {
         slices >= 4,
         "100 messages in batches of 25 take several slices: {slices}"
     );
-    let url = &app.db.url;
-    assert_eq!(
-        count(
-            url,
-            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
-        )
-        .await,
-        100
-    );
-    assert_eq!(
-        count(
-            url,
-            &format!(
-                "SELECT count(DISTINCT message_id) AS count FROM messages WHERE account_id = {id}"
-            )
-        )
-        .await,
-        100
-    );
+    assert_eq!(app.message_count(id).await, 100);
+    assert_eq!(app.distinct_message_ids(id).await, 100);
     let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
     assert_eq!(view["sync_status"], "idle");
 }
@@ -334,14 +310,7 @@ async fn a_database_outage_holds_the_job_instead_of_burning_its_deliveries() {
         .unwrap()
         .unwrap();
     assert!(matches!(outcome, Outcome::Synced(_)), "{outcome:?}");
-    assert_eq!(
-        count(
-            &app.db.url,
-            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
-        )
-        .await,
-        20
-    );
+    assert_eq!(app.message_count(id).await, 20);
     assert_eq!(
         app.broker
             .ready_count(&app.broker.names().dead)

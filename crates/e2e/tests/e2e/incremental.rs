@@ -220,11 +220,7 @@ async fn a_uidvalidity_change_rebaselines_keeping_rows_without_duplicates_or_los
         .await
     };
     let before = rows(url.clone()).await;
-    let total = count(
-        &url,
-        &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}"),
-    )
-    .await;
+    let total = app.message_count(id).await;
 
     // Dovecot picks a new UIDVALIDITY when its UID list and index are lost.
     for entry in std::fs::read_dir(mailbox.maildir()).unwrap() {
@@ -267,14 +263,7 @@ async fn a_uidvalidity_change_rebaselines_keeping_rows_without_duplicates_or_los
         after.iter().all(|r| before.contains(r)),
         "rows keep their ids"
     );
-    assert_eq!(
-        count(
-            &url,
-            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
-        )
-        .await,
-        total - 1
-    );
+    assert_eq!(app.message_count(id).await, total - 1);
     let uidvalidity = count(
         &url,
         "SELECT uidvalidity AS count FROM folders WHERE name = 'INBOX'",

@@ -184,12 +184,7 @@ async fn a_server_lost_mid_sync_is_retried_keeps_the_account_and_loses_or_double
         Outcome::Failed(e) => assert_eq!(e.class(), ErrorClass::Transient, "{e}"),
         other => panic!("expected a network failure, got {other:?}"),
     }
-    let url = &app.db.url;
-    let partial = count(
-        url,
-        &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}"),
-    )
-    .await;
+    let partial = app.message_count(id).await;
     assert!(
         partial > 0 && partial < 300,
         "committed batches stay: {partial}"
@@ -214,24 +209,8 @@ async fn a_server_lost_mid_sync_is_retried_keeps_the_account_and_loses_or_double
         panic!("sync failed")
     };
     assert_eq!(report.messages_added as i64, 300 - partial);
-    assert_eq!(
-        count(
-            url,
-            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
-        )
-        .await,
-        300
-    );
-    assert_eq!(
-        count(
-            url,
-            &format!(
-                "SELECT count(DISTINCT message_id) AS count FROM messages WHERE account_id = {id}"
-            )
-        )
-        .await,
-        300
-    );
+    assert_eq!(app.message_count(id).await, 300);
+    assert_eq!(app.distinct_message_ids(id).await, 300);
     let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
     assert!(view["last_error"].is_null());
 }

@@ -104,14 +104,7 @@ async fn a_200_message_mailbox_syncs_end_to_end_once_and_incrementally() {
         .await,
         1
     );
-    assert_eq!(
-        count(
-            &app.db.url,
-            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id}")
-        )
-        .await,
-        201
-    );
+    assert_eq!(app.message_count(id).await, 201);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
