@@ -118,6 +118,19 @@ pub struct WorkerArgs {
     /// PEM file of extra CAs to trust for IMAP/SMTP servers (a private CA).
     #[arg(long, env = "MAILFLEET_EXTRA_CA_FILE")]
     pub extra_ca_file: Option<std::path::PathBuf>,
+    /// Seconds a worker holds an outgoing message while sending it (after that, another
+    /// worker may resolve an interrupted send).
+    #[arg(long, env = "MAILFLEET_SEND_CLAIM_SECS", default_value_t = 600)]
+    pub send_claim_secs: u64,
+    /// First retry delay of a deferred send, in seconds (doubles each attempt).
+    #[arg(long, env = "MAILFLEET_SEND_RETRY_SECS", default_value_t = 30)]
+    pub send_retry_secs: u64,
+    /// Attempts before a deferred send is given up as `failed`.
+    #[arg(long, env = "MAILFLEET_SEND_MAX_ATTEMPTS", default_value_t = 8)]
+    pub send_max_attempts: u16,
+    /// Tests only: crash on purpose at this point (`abort-after-smtp-accept`).
+    #[arg(long, env = "MAILFLEET_FAILPOINT", hide = true)]
+    pub failpoint: Option<mailfleet_worker::Failpoint>,
 }
 
 #[derive(Args, Debug, Clone)]

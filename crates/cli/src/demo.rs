@@ -123,6 +123,10 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
         lease_secs: 60,
         sync_slice_secs: 300,
         extra_ca_file: Some(ca_file()),
+        send_claim_secs: 600,
+        send_retry_secs: 30,
+        send_max_attempts: 8,
+        failpoint: None,
     };
     let mut workers = Vec::new();
     for _ in 0..args.workers.max(1) {

@@ -153,6 +153,10 @@ pub async fn build_worker(
     let mut config = WorkerConfig {
         slots: args.slots.max(1),
         lease_ttl: Duration::from_secs(args.lease_secs.max(1)),
+        send_claim: Duration::from_secs(args.send_claim_secs.max(1)),
+        send_retry_base: Duration::from_secs(args.send_retry_secs.max(1)),
+        send_max_attempts: args.send_max_attempts.max(1),
+        failpoint: args.failpoint,
         ..WorkerConfig::default()
     };
     config.sync.max_duration = Some(Duration::from_secs(args.sync_slice_secs.max(1)));

@@ -1,7 +1,9 @@
 use crate::auth::require_token;
 use crate::error::ApiError;
 use crate::scheduler::Scheduler;
+use crate::sending;
 use crate::views::{AccountView, UserView};
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -39,6 +41,21 @@ pub fn router(state: ApiState) -> Router {
         .route("/accounts/{id}/sync", post(sync_account_now))
         .route("/accounts/{id}/reconnect", post(reconnect_account))
         .route("/connection-tests", post(connection_test))
+        .route("/outgoing-messages/{id}", get(sending::get_outgoing))
+        .route(
+            "/system-account",
+            put(sending::set_system_account).get(sending::get_system_account),
+        )
+        .route("/users/{id}/signature", put(sending::set_signature))
+        .merge(
+            // Attachments travel base64-encoded inside the JSON: 25 MB decoded is ~34 MB.
+            Router::new()
+                .route("/messages", post(sending::send_message))
+                .route("/system-mail", post(sending::send_system_mail))
+                .layer(DefaultBodyLimit::max(
+                    sending::MAX_ATTACHMENT_BYTES / 3 * 4 + (2 << 20),
+                )),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/v1", v1)

@@ -1,11 +1,16 @@
 //! The coordinator: a scheduler that publishes due sync jobs, and the HTTP API the CRM uses.
 //! It never talks to mail servers; workers do.
 
+mod acting;
 mod api;
 mod auth;
+mod compose;
 mod error;
 mod scheduler;
+mod sending;
 mod views;
 
+pub use acting::ACTING_USER_HEADER;
 pub use api::{ApiState, router};
 pub use scheduler::Scheduler;
+pub use sending::relay_one;

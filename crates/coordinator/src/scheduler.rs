@@ -1,6 +1,6 @@
 use mailfleet_core::{Job, JobEnvelope};
 use mailfleet_queue::Broker;
-use mailfleet_store::{Store, StoreError, accounts};
+use mailfleet_store::{Store, StoreError, accounts, outgoing};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -43,7 +43,34 @@ impl Scheduler {
 
     /// One scheduling pass; returns how many jobs were published.
     pub async fn tick(&self) -> Result<usize, ScheduleError> {
-        Ok(self.tick_syncs().await? + self.tick_refreshes().await?)
+        Ok(self.tick_syncs().await? + self.tick_refreshes().await? + self.tick_outbox().await?)
+    }
+
+    /// The outbox relay: publishes `send_message` for outgoing messages that are due and
+    /// have no job in flight (new, retried after a delay, or left by a vanished worker).
+    pub async fn tick_outbox(&self) -> Result<usize, ScheduleError> {
+        let mut published = 0;
+        loop {
+            let mut conn = self.store.conn().await?;
+            let due = outgoing::claim_for_relay(&mut conn, CLAIM_BATCH).await?;
+            drop(conn);
+            let n = due.len();
+            for outgoing_id in due {
+                let env = JobEnvelope::new(Job::SendMessage { outgoing_id });
+                match self.broker.publish(&env).await {
+                    Ok(()) => published += 1,
+                    Err(e) => {
+                        tracing::warn!(outgoing_id, error = %e, "Publishing a send job failed; will retry.");
+                        let mut conn = self.store.conn().await?;
+                        outgoing::unpublish(&mut conn, outgoing_id).await?;
+                        return Ok(published);
+                    }
+                }
+            }
+            if (n as i64) < CLAIM_BATCH {
+                return Ok(published);
+            }
+        }
     }
 
     /// Publishes `refresh_folders` for accounts whose folder list is due.

@@ -494,6 +494,52 @@ impl MailSession for ImapSession {
         })
     }
 
+    async fn find_message(
+        &mut self,
+        folder: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        // A Message-ID is a dot-atom between brackets: nothing to quote. Refuse anything that
+        // would need it rather than build a search from it.
+        if message_id.is_empty()
+            || message_id
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '\\' | '<' | '>'))
+        {
+            return Err(ProviderError::Permanent(format!(
+                "not a searchable Message-ID: {message_id:?}"
+            )));
+        }
+        let ex = self.examine(folder, Mode::Plain).await?;
+        let uidvalidity = ex.uidvalidity.expect("checked in examine");
+        let found = self
+            .uid_search(&format!("HEADER Message-ID \"<{message_id}>\""))
+            .await?;
+        Ok(found.first().map(|uid| remote_id(uidvalidity, *uid)))
+    }
+
+    async fn append_seen(&mut self, folder: &str, raw: &[u8]) -> Result<(), ProviderError> {
+        self.open = None;
+        timeout(
+            self.command_timeout,
+            self.session.append(folder, Some("(\\Seen)"), None, raw),
+        )
+        .await
+        .map_err(|_| errors::timeout("APPEND"))?
+        .map_err(errors::command)?;
+        self.drain_unsolicited();
+        Ok(())
+    }
+
+    async fn create_folder(&mut self, name: &str) -> Result<(), ProviderError> {
+        timeout(self.command_timeout, self.session.create(name))
+            .await
+            .map_err(|_| errors::timeout("CREATE"))?
+            .map_err(errors::command)?;
+        self.drain_unsolicited();
+        Ok(())
+    }
+
     async fn close(mut self: Box<Self>) {
         let _ = timeout(Duration::from_secs(5), self.session.logout()).await;
     }

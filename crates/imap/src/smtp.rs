@@ -1,12 +1,14 @@
-//! The SMTP side of an IMAP account (lettre): for now the connection check; sending comes
-//! with the outbox.
+//! The SMTP side of an IMAP account (lettre): the connection check, and submission of
+//! outgoing mail in two steps (envelope, then data) for the outbox.
 
 use crate::tls::TlsTrust;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use mailfleet_core::{Encryption, Secret};
-use mailfleet_provider::ProviderError;
+use mailfleet_provider::{MailSubmission, ProviderError, SubmitError};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -20,30 +22,37 @@ pub struct SmtpSettings {
     pub timeout: Duration,
 }
 
+/// The TLS parameters for the account, `None` for `encryption: none`.
+fn tls_parameters(
+    s: &SmtpSettings,
+    trust: &TlsTrust,
+) -> Result<Option<TlsParameters>, ProviderError> {
+    if s.encryption == Encryption::None {
+        return Ok(None);
+    }
+    let mut b = TlsParameters::builder(s.host.clone())
+        .dangerous_accept_invalid_certs(s.allow_insecure_cert);
+    if let Some(pem) = trust.extra_ca_pem() {
+        for block in pem_blocks(pem) {
+            let cert = Certificate::from_pem(block.as_bytes())
+                .map_err(|e| ProviderError::Permanent(format!("extra CA: {e}")))?;
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build_rustls()
+        .map(Some)
+        .map_err(|e| ProviderError::Tls(e.to_string()))
+}
+
 fn transport(
     s: &SmtpSettings,
     trust: &TlsTrust,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, ProviderError> {
-    let tls = if s.encryption == Encryption::None {
-        Tls::None
-    } else {
-        let mut b = TlsParameters::builder(s.host.clone())
-            .dangerous_accept_invalid_certs(s.allow_insecure_cert);
-        if let Some(pem) = trust.extra_ca_pem() {
-            for block in pem_blocks(pem) {
-                let cert = Certificate::from_pem(block.as_bytes())
-                    .map_err(|e| ProviderError::Permanent(format!("extra CA: {e}")))?;
-                b = b.add_root_certificate(cert);
-            }
-        }
-        let params = b
-            .build_rustls()
-            .map_err(|e| ProviderError::Tls(e.to_string()))?;
-        match s.encryption {
-            // Required, never opportunistic: a server that does not offer STARTTLS is refused.
-            Encryption::Starttls => Tls::Required(params),
-            _ => Tls::Wrapper(params),
-        }
+    let tls = match tls_parameters(s, trust)? {
+        None => Tls::None,
+        // Required, never opportunistic: a server that does not offer STARTTLS is refused.
+        Some(params) if s.encryption == Encryption::Starttls => Tls::Required(params),
+        Some(params) => Tls::Wrapper(params),
     };
     Ok(
         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.clone())
@@ -67,6 +76,143 @@ pub async fn check(s: &SmtpSettings, trust: &TlsTrust) -> Result<(), ProviderErr
             "the SMTP server closed the connection".into(),
         )),
         Err(e) => Err(classify(&e, s)),
+    }
+}
+
+/// An authenticated SMTP connection that submits one message at a time.
+pub struct SmtpSubmission {
+    conn: AsyncSmtpConnection,
+    timeout: Duration,
+}
+
+impl SmtpSubmission {
+    /// Connects, secures the connection as configured (STARTTLS required, never
+    /// opportunistic) and authenticates.
+    pub async fn open(s: &SmtpSettings, trust: &TlsTrust) -> Result<Self, ProviderError> {
+        let hello = ClientId::default();
+        let tls = tls_parameters(s, trust)?;
+        let wrapped = match s.encryption {
+            Encryption::Ssl => tls.clone(),
+            _ => None,
+        };
+        let step = async {
+            let mut conn = AsyncSmtpConnection::connect_tokio1(
+                (s.host.as_str(), s.port),
+                Some(s.timeout),
+                &hello,
+                wrapped,
+                None,
+            )
+            .await?;
+            if s.encryption == Encryption::Starttls {
+                if !conn.can_starttls() {
+                    return Ok(Err(ProviderError::Tls(
+                        "the SMTP server does not offer STARTTLS; refusing to send in plain text"
+                            .into(),
+                    )));
+                }
+                conn.starttls(tls.expect("TLS parameters for STARTTLS"), &hello)
+                    .await?;
+            }
+            conn.auth(
+                DEFAULT_MECHANISMS,
+                &Credentials::new(s.login.clone(), s.password.expose().clone()),
+            )
+            .await?;
+            Ok(Ok(conn))
+        };
+        let conn = tokio::time::timeout(s.timeout * 2, step)
+            .await
+            .map_err(|_| ProviderError::Timeout(format!("SMTP {}:{}", s.host, s.port)))?
+            .map_err(|e| classify(&e, s))??;
+        Ok(Self {
+            conn,
+            timeout: s.timeout,
+        })
+    }
+
+    async fn command(
+        &mut self,
+        command: impl std::fmt::Display,
+    ) -> Result<lettre::transport::smtp::response::Response, SubmitError> {
+        match tokio::time::timeout(self.timeout, self.conn.command(command)).await {
+            Err(_) => Err(ProviderError::Timeout("SMTP command".into()).into()),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(refused_or(e, |e| {
+                ProviderError::Disconnected(format!("SMTP connection failed: {e}")).into()
+            })),
+        }
+    }
+}
+
+/// A reply from the server is a refusal (4xx transient, 5xx not); anything else is
+/// `otherwise`.
+fn refused_or(
+    e: lettre::transport::smtp::Error,
+    otherwise: impl FnOnce(&lettre::transport::smtp::Error) -> SubmitError,
+) -> SubmitError {
+    match e.status() {
+        Some(code) => SubmitError::Refused {
+            transient: e.is_transient(),
+            reply: format!("{code} {}", e.to_string().trim()),
+        },
+        None => otherwise(&e),
+    }
+}
+
+fn address(a: &str) -> Result<lettre::Address, SubmitError> {
+    a.parse().map_err(|e| SubmitError::Refused {
+        transient: false,
+        reply: format!("not a valid address {a:?}: {e}"),
+    })
+}
+
+#[async_trait::async_trait]
+impl MailSubmission for SmtpSubmission {
+    async fn begin(&mut self, from: &str, recipients: &[String]) -> Result<(), SubmitError> {
+        let mut params = Vec::new();
+        let non_ascii = !from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+        if non_ascii {
+            if !self
+                .conn
+                .server_info()
+                .supports_feature(Extension::SmtpUtfEight)
+            {
+                return Err(SubmitError::Refused {
+                    transient: false,
+                    reply: "the server does not accept internationalised addresses (SMTPUTF8)"
+                        .into(),
+                });
+            }
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        self.command(Mail::new(Some(address(from)?), params))
+            .await?;
+        for r in recipients {
+            self.command(Rcpt::new(address(r)?, vec![])).await?;
+        }
+        Ok(())
+    }
+
+    async fn transmit(&mut self, raw: &[u8]) -> Result<String, SubmitError> {
+        // Until the server answers DATA with 354 nothing of the message has left.
+        self.command(Data).await?;
+        let sent = tokio::time::timeout(self.timeout * 4, self.conn.message(raw)).await;
+        match sent {
+            Err(_) => Err(SubmitError::Interrupted(
+                "no answer to the end of the message in time".into(),
+            )),
+            Ok(Ok(reply)) => Ok(format!(
+                "{} {}",
+                reply.code(),
+                reply.message().collect::<Vec<_>>().join(" ")
+            )),
+            Ok(Err(e)) => Err(refused_or(e, |e| SubmitError::Interrupted(e.to_string()))),
+        }
+    }
+
+    async fn close(mut self: Box<Self>) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.quit()).await;
     }
 }
 

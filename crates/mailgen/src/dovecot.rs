@@ -147,6 +147,37 @@ impl LocalMailbox {
         chown(dir, Some(self.uid), Some(self.gid))
     }
 
+    /// The files of `folder` (new and cur) whose header names this Message-ID (without
+    /// angle brackets), with their Maildir flags (`S` for `\Seen`, …).
+    pub fn messages_with_id(&self, folder: &str, message_id: &str) -> Vec<(PathBuf, String)> {
+        let needle = format!("<{message_id}>").to_ascii_lowercase();
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = fs::read_dir(self.folder_dir(folder).join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let Ok(raw) = fs::read(e.path()) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+                let header = text.split("\r\n\r\n").next().unwrap_or_default();
+                let hit = header
+                    .lines()
+                    .any(|l| l.starts_with("message-id:") && l.contains(&needle));
+                if hit {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let flags = name
+                        .rsplit_once(":2,")
+                        .map(|(_, f)| f.to_owned())
+                        .unwrap_or_default();
+                    out.push((e.path(), flags));
+                }
+            }
+        }
+        out
+    }
+
     /// Removes the user and all of its mail.
     pub fn delete(&self) -> io::Result<()> {
         let _ = fs::remove_file(self.run.join("users").join(&self.address));

@@ -168,6 +168,53 @@ pub trait MailSession: Send {
         limits: FetchLimits,
     ) -> Result<ChangeBatch, ProviderError>;
 
+    /// The remote id of the message with this Message-ID (without angle brackets) in
+    /// `folder`, if it is there. How a sent message's copy is found before filing it twice.
+    async fn find_message(
+        &mut self,
+        folder: &str,
+        message_id: &str,
+    ) -> Result<Option<String>, ProviderError>;
+
+    /// Files `raw` in `folder` as read (`\Seen`): the copy of a message sent by SMTP.
+    async fn append_seen(&mut self, folder: &str, raw: &[u8]) -> Result<(), ProviderError>;
+
+    /// Creates a folder (e.g. Sent, on a server that has none).
+    async fn create_folder(&mut self, name: &str) -> Result<(), ProviderError>;
+
     /// Ends the session politely (IMAP LOGOUT); errors are of no interest at that point.
+    async fn close(self: Box<Self>);
+}
+
+/// Why a message was not handed over.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SubmitError {
+    /// The server refused it with this reply; `transient` for 4xx (try again later).
+    #[error("the server refused the message: {reply}")]
+    Refused { transient: bool, reply: String },
+    /// The connection failed while the message was on its way: it may have been accepted.
+    #[error("the connection failed during the transfer: {0}")]
+    Interrupted(String),
+    /// Nothing was handed over (connection, TLS or authentication trouble).
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// Hands outgoing mail to a provider in two steps, so that the caller can record the point
+/// after which an interrupted send may have been delivered (and must not be repeated).
+#[async_trait]
+pub trait MailSubmission: Send {
+    /// Opens the envelope (SMTP `MAIL FROM`, `RCPT TO`). Nothing is delivered yet.
+    async fn begin(&mut self, from: &str, recipients: &[String]) -> Result<(), SubmitError>;
+
+    /// Transfers the message; `Ok` carries the server's acceptance reply.
+    async fn transmit(&mut self, raw: &[u8]) -> Result<String, SubmitError>;
+
+    /// Whether the provider files a copy of sent mail by itself (Gmail, Graph): then no
+    /// copy is appended to Sent.
+    fn files_sent_copy(&self) -> bool {
+        false
+    }
+
     async fn close(self: Box<Self>);
 }

@@ -339,3 +339,47 @@ pub async fn reconcile(
     })
     .await
 }
+
+/// Names servers without SPECIAL-USE give their Sent folder.
+const SENT_NAMES: [&str; 4] = ["Sent", "Sent Items", "Sent Messages", "INBOX.Sent"];
+
+/// The account's Sent folder: the one with the `sent` role, else the first usual name.
+pub async fn sent_folder(conn: &mut Conn, account_id: i64) -> Result<Option<Folder>, StoreError> {
+    let all = list(conn, account_id).await?;
+    if let Some(f) = all.iter().find(|f| f.role.as_deref() == Some("sent")) {
+        return Ok(Some(f.clone()));
+    }
+    Ok(SENT_NAMES
+        .iter()
+        .find_map(|n| all.iter().find(|f| f.name.eq_ignore_ascii_case(n)))
+        .cloned())
+}
+
+/// Records a folder mailfleet created on the server (inactive: the user did not choose it).
+pub async fn insert_created(
+    conn: &mut Conn,
+    account_id: i64,
+    name: &str,
+    role: Option<&str>,
+) -> Result<Folder, StoreError> {
+    diesel::insert_into(folders::table)
+        .values(NewFolder {
+            account_id,
+            name,
+            remote_id: None,
+            delimiter: None,
+            role,
+            active: false,
+            selectable: true,
+        })
+        .on_conflict((folders::account_id, folders::name))
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(folders::table
+        .filter(folders::account_id.eq(account_id))
+        .filter(folders::name.eq(name))
+        .select(Folder::as_select())
+        .first(conn)
+        .await?)
+}

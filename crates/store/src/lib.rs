@@ -9,8 +9,10 @@ pub mod leases;
 pub mod messages;
 mod migrate;
 pub mod models;
+pub mod outgoing;
 pub mod schema;
 pub mod sync_runs;
+pub mod system;
 pub mod users;
 
 use diesel_async::AsyncPgConnection;

@@ -85,43 +85,7 @@ pub async fn store_batch(
         if let (true, Some(prefix)) = (rebaselining, changes.current_prefix.as_deref()) {
             rematched = rematch(tx, owner.folder_id, prefix, &batch).await?;
         }
-        let mut addresses_by_remote: HashMap<String, Vec<AddressEntry>> = HashMap::new();
-        let mut rows = Vec::with_capacity(batch.len());
-        for (msg, addrs) in batch {
-            addresses_by_remote.insert(msg.remote_id.clone(), addrs);
-            rows.push(msg);
-        }
-        let mut inserted: Vec<(i64, String)> = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(MESSAGE_ROWS_PER_INSERT) {
-            let ids: Vec<(i64, String)> = diesel::insert_into(messages::table)
-                .values(chunk)
-                .on_conflict((messages::folder_id, messages::remote_id))
-                .do_nothing()
-                .returning((messages::id, messages::remote_id))
-                .get_results(tx)
-                .await?;
-            inserted.extend(ids);
-        }
-
-        let mut addr_rows = Vec::new();
-        for (id, remote) in &inserted {
-            for a in addresses_by_remote.get(remote).into_iter().flatten() {
-                addr_rows.push(NewMessageAddress {
-                    message_id: *id,
-                    field: a.field,
-                    position: a.position,
-                    name: a.name.as_deref(),
-                    email: &a.email,
-                });
-            }
-        }
-        for chunk in addr_rows.chunks(ADDRESS_ROWS_PER_INSERT) {
-            diesel::insert_into(message_addresses::table)
-                .values(chunk)
-                .on_conflict_do_nothing()
-                .execute(tx)
-                .await?;
-        }
+        let (ids, contacts_created, contact_links) = insert_linked(tx, owner, batch).await?;
 
         if let (true, true, Some(prefix)) = (
             rebaselining,
@@ -130,8 +94,6 @@ pub async fn store_batch(
         ) {
             removed += finish_rebaseline(tx, owner.folder_id, prefix).await?;
         }
-        let ids: Vec<i64> = inserted.iter().map(|(id, _)| *id).collect();
-        let (contacts_created, contact_links) = link_contacts(tx, owner, &ids).await?;
         save_cursor(tx, owner.folder_id, cursor).await?;
         Ok::<_, StoreError>(BatchOutcome {
             inserted: ids.len(),
@@ -143,6 +105,54 @@ pub async fn store_batch(
         })
     })
     .await
+}
+
+/// Inserts messages with their addresses (rows already there are skipped) and links them to
+/// contacts. Returns the new row ids, contacts created and links made.
+pub(crate) async fn insert_linked(
+    tx: &mut AsyncPgConnection,
+    owner: &BatchOwner,
+    batch: Vec<(NewMessage, Vec<AddressEntry>)>,
+) -> Result<(Vec<i64>, usize, usize), StoreError> {
+    let mut addresses_by_remote: HashMap<String, Vec<AddressEntry>> = HashMap::new();
+    let mut rows = Vec::with_capacity(batch.len());
+    for (msg, addrs) in batch {
+        addresses_by_remote.insert(msg.remote_id.clone(), addrs);
+        rows.push(msg);
+    }
+    let mut inserted: Vec<(i64, String)> = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(MESSAGE_ROWS_PER_INSERT) {
+        let ids: Vec<(i64, String)> = diesel::insert_into(messages::table)
+            .values(chunk)
+            .on_conflict((messages::folder_id, messages::remote_id))
+            .do_nothing()
+            .returning((messages::id, messages::remote_id))
+            .get_results(tx)
+            .await?;
+        inserted.extend(ids);
+    }
+    let mut addr_rows = Vec::new();
+    for (id, remote) in &inserted {
+        for a in addresses_by_remote.get(remote).into_iter().flatten() {
+            addr_rows.push(NewMessageAddress {
+                message_id: *id,
+                field: a.field,
+                position: a.position,
+                name: a.name.as_deref(),
+                email: &a.email,
+            });
+        }
+    }
+    for chunk in addr_rows.chunks(ADDRESS_ROWS_PER_INSERT) {
+        diesel::insert_into(message_addresses::table)
+            .values(chunk)
+            .on_conflict_do_nothing()
+            .execute(tx)
+            .await?;
+    }
+    let ids: Vec<i64> = inserted.iter().map(|(id, _)| *id).collect();
+    let (created, links) = link_contacts(tx, owner, &ids).await?;
+    Ok((ids, created, links))
 }
 
 async fn apply_removal(
@@ -312,4 +322,33 @@ async fn link_contacts(
     .execute(tx)
     .await?;
     Ok((created, links))
+}
+
+/// What a reply needs of the message it answers.
+#[derive(Debug, Clone, Queryable)]
+pub struct ReplyParent {
+    pub account_id: i64,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub reference_ids: Vec<String>,
+    pub subject: Option<String>,
+}
+
+pub async fn reply_parent(conn: &mut Conn, id: i64) -> Result<ReplyParent, StoreError> {
+    messages::table
+        .find(id)
+        .select((
+            messages::account_id,
+            messages::message_id,
+            messages::in_reply_to,
+            messages::reference_ids,
+            messages::subject,
+        ))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(StoreError::NotFound {
+            what: "message",
+            id,
+        })
 }

@@ -161,3 +161,58 @@ pub struct NewMessageAddress<'a> {
     pub name: Option<&'a str>,
     pub email: &'a str,
 }
+
+/// A message in the outbox.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = outgoing_messages, check_for_backend(diesel::pg::Pg))]
+pub struct Outgoing {
+    pub id: i64,
+    pub account_id: i64,
+    pub kind: String,
+    pub sender_user_id: Option<i64>,
+    pub idempotency_key: String,
+    pub status: String,
+    pub message_id: String,
+    pub to_addrs: serde_json::Value,
+    pub cc_addrs: serde_json::Value,
+    pub bcc_addrs: serde_json::Value,
+    pub subject: Option<String>,
+    pub in_reply_to_message: Option<i64>,
+    pub raw_message: Vec<u8>,
+    pub envelope_from: String,
+    pub envelope_to: Vec<String>,
+    pub attachments: serde_json::Value,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub claimed_until: Option<DateTime<Utc>>,
+    pub data_started_at: Option<DateTime<Utc>>,
+    pub server_reply: Option<String>,
+    pub error_code: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub sent_copy_filed_at: Option<DateTime<Utc>>,
+    pub sent_copy_message_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = outgoing_messages)]
+pub struct NewOutgoing {
+    pub account_id: i64,
+    pub kind: String,
+    pub sender_user_id: Option<i64>,
+    pub idempotency_key: String,
+    pub request_sha256: Option<Vec<u8>>,
+    pub message_id: String,
+    pub to_addrs: serde_json::Value,
+    pub cc_addrs: serde_json::Value,
+    pub bcc_addrs: serde_json::Value,
+    pub subject: Option<String>,
+    pub text_body: Option<String>,
+    pub html_body: Option<String>,
+    pub in_reply_to_message: Option<i64>,
+    pub raw_message: Vec<u8>,
+    pub envelope_from: String,
+    pub envelope_to: Vec<String>,
+    pub attachments: serde_json::Value,
+}

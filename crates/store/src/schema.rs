@@ -143,6 +143,30 @@ diesel::table! {
         server_reply -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        kind -> Text,
+        sender_user_id -> Nullable<Int8>,
+        request_sha256 -> Nullable<Bytea>,
+        raw_message -> Bytea,
+        envelope_from -> Text,
+        envelope_to -> Array<Text>,
+        attachments -> Jsonb,
+        attempts -> Int4,
+        next_attempt_at -> Nullable<Timestamptz>,
+        published_at -> Nullable<Timestamptz>,
+        claimed_until -> Nullable<Timestamptz>,
+        data_started_at -> Nullable<Timestamptz>,
+        sent_at -> Nullable<Timestamptz>,
+        error_code -> Nullable<Text>,
+        sent_copy_filed_at -> Nullable<Timestamptz>,
+        sent_copy_message_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    system_settings (singleton) {
+        singleton -> Bool,
+        system_account_id -> Nullable<Int8>,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -190,4 +214,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     outgoing_messages,
     sync_runs,
     connection_tests,
+    system_settings,
 );

@@ -28,3 +28,22 @@ pub async fn get(conn: &mut Conn, id: i64) -> Result<User, StoreError> {
         .optional()?
         .ok_or(StoreError::NotFound { what: "user", id })
 }
+
+/// Sets (or clears, with `None`) the signature appended to what the user sends.
+pub async fn set_signature(
+    conn: &mut Conn,
+    id: i64,
+    text: Option<&str>,
+    html: Option<&str>,
+) -> Result<User, StoreError> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::signature_text.eq(text),
+            users::signature_html.eq(html),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(StoreError::NotFound { what: "user", id })
+}

@@ -125,6 +125,12 @@ pub async fn count(url: &str, sql: &str) -> i64 {
     row.count
 }
 
+/// Runs a statement; returns the rows it touched.
+pub async fn execute(url: &str, sql: &str) -> usize {
+    let mut c = AsyncPgConnection::establish(url).await.expect("connect");
+    diesel::sql_query(sql).execute(&mut c).await.expect(sql)
+}
+
 /// Runs a query that returns one text column per row.
 pub async fn strings(url: &str, sql: &str) -> Vec<String> {
     #[derive(diesel::QueryableByName)]
@@ -205,5 +211,37 @@ impl std::ops::Deref for TestMailbox {
 impl Drop for TestMailbox {
     fn drop(&mut self) {
         let _ = self.0.delete();
+    }
+}
+
+/// Whether the local Postfix has nothing left to deliver (`postqueue -p`).
+pub fn postfix_queue_empty() -> bool {
+    let out = std::process::Command::new("postqueue")
+        .arg("-c")
+        .arg(run_dir().join("postfix/etc"))
+        .arg("-p")
+        .output()
+        .expect("postqueue runs (scripts/services-up.sh installs Postfix)");
+    String::from_utf8_lossy(&out.stdout).contains("Mail queue is empty")
+}
+
+/// Waits until Postfix delivered a message with this Message-ID to `mailbox`'s INBOX and
+/// its queue is empty (so a second copy would have arrived too); returns how many copies
+/// the INBOX holds. Panics after 60 s without one.
+pub async fn delivered_copies(mailbox: &LocalMailbox, message_id: &str) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n = mailbox.messages_with_id("INBOX", message_id).len();
+        if n > 0 && postfix_queue_empty() {
+            // Let an LMTP delivery that left the queue a moment ago land.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            return mailbox.messages_with_id("INBOX", message_id).len();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no copy of <{message_id}> reached {} within 60 s",
+            mailbox.address
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

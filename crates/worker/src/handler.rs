@@ -29,6 +29,15 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// How long a job waits for an unavailable database before it goes back to the queue.
     pub db_outage_patience: Duration,
+    /// How long a worker holds an outgoing message while it sends it; after that another
+    /// worker may resolve an interrupted send. Longer than any SMTP exchange takes.
+    pub send_claim: Duration,
+    /// The first retry delay of a send the server deferred (doubles each time).
+    pub send_retry_base: Duration,
+    /// Attempts before a deferred send is `failed`.
+    pub send_max_attempts: u16,
+    /// Crash on purpose at a chosen point (tests only).
+    pub failpoint: Option<crate::Failpoint>,
 }
 
 impl Default for WorkerConfig {
@@ -44,6 +53,10 @@ impl Default for WorkerConfig {
             retry_max_delay: Duration::from_secs(3600),
             drain_timeout: Duration::from_secs(20),
             db_outage_patience: Duration::from_secs(600),
+            send_claim: Duration::from_secs(600),
+            send_retry_base: Duration::from_secs(30),
+            send_max_attempts: 8,
+            failpoint: None,
         }
     }
 }
@@ -86,6 +99,8 @@ pub enum Outcome {
     Rejected(String),
     /// The database was unavailable: the delivery was returned to the queue.
     Requeued(String),
+    /// A `send_message` job ran.
+    Send(crate::SendOutcome),
 }
 
 pub struct Worker {
@@ -145,7 +160,7 @@ impl Worker {
         Ok(outcome)
     }
 
-    /// Consumes the sync, folder-refresh and connection-test queues until `shutdown` turns
+    /// Consumes the sync, folder-refresh, send and connection-test queues until `shutdown` turns
     /// true, running up to `slots` jobs at once. When RabbitMQ goes away it reconnects with a
     /// growing delay and resumes; deliveries that were in flight are redelivered by the broker
     /// (handlers are idempotent).
@@ -200,7 +215,12 @@ impl Worker {
         let channel = self.broker.consumer_channel(self.config.slots).await?;
         let names = self.broker.names();
         let mut consumers = Vec::new();
-        for queue in [&names.sync, &names.refresh, &names.test_connection] {
+        for queue in [
+            &names.sync,
+            &names.refresh,
+            &names.send,
+            &names.test_connection,
+        ] {
             consumers.push(
                 channel
                     .basic_consume(
@@ -293,10 +313,7 @@ impl Worker {
             Job::SyncAccount { account_id } => self.run_sync(account_id, env.job_id).await,
             Job::TestConnection { test_id } => self.answer_test(delivery, test_id).await,
             Job::RefreshFolders { account_id } => self.run_refresh(account_id).await,
-            ref other => Ok(Outcome::Rejected(format!(
-                "job kind {} is not handled by this queue",
-                other.kind()
-            ))),
+            Job::SendMessage { outgoing_id } => self.run_send(outgoing_id).await,
         }
     }
 

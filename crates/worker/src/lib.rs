@@ -2,7 +2,9 @@
 //! acks each delivery only after its outcome is committed.
 
 mod handler;
+mod send_job;
 mod sync_job;
 mod test_job;
 
 pub use handler::{Outcome, Readiness, Worker, WorkerConfig};
+pub use send_job::{Failpoint, SendOutcome};

@@ -251,7 +251,10 @@ impl Worker {
         result
     }
 
-    async fn open_session(&self, account: &Account) -> Result<Box<dyn MailSession>, ProviderError> {
+    pub(crate) async fn open_session(
+        &self,
+        account: &Account,
+    ) -> Result<Box<dyn MailSession>, ProviderError> {
         let provider: Provider = account
             .provider
             .parse()
@@ -273,7 +276,7 @@ impl Worker {
     }
 }
 
-const AUTH_FAILED_MESSAGE: &str =
+pub(crate) const AUTH_FAILED_MESSAGE: &str =
     "The mail server refused the credentials. Re-connect the account to sync it again.";
 
 fn imap_settings(

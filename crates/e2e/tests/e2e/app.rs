@@ -116,6 +116,58 @@ impl App {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A request made for `user` (the acting user header), with an optional idempotency key.
+    pub async fn request_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: Option<i64>,
+        idempotency_key: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(TOKEN);
+        if let Some(u) = user {
+            r = r.header(mailfleet_coordinator::ACTING_USER_HEADER, u.to_string());
+        }
+        if let Some(k) = idempotency_key {
+            r = r.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /v1/messages` for `user`.
+    pub async fn send_as(&self, user: i64, key: Option<&str>, body: Value) -> (u16, Value) {
+        self.request_as(
+            reqwest::Method::POST,
+            "/v1/messages",
+            Some(user),
+            key,
+            Some(body),
+        )
+        .await
+    }
+
+    /// Runs one job from the send queue; fails the test if there is none.
+    pub async fn work_send(&self) -> mailfleet_worker::SendOutcome {
+        match self
+            .worker
+            .process_one_from(&self.broker.names().send)
+            .await
+            .unwrap()
+        {
+            Outcome::Send(o) => o,
+            other => panic!("expected a send job, got {other:?}"),
+        }
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .http

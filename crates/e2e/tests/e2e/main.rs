@@ -9,5 +9,6 @@ mod incremental;
 mod jobs;
 mod robustness;
 mod schema;
+mod send;
 mod sync;
 mod tls;

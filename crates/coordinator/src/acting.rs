@@ -1,0 +1,69 @@
+//! The acting user: who a request is made for. The CRM names them in `X-Mailfleet-User`
+//! next to its bearer token; what they may do comes from the users table, never from the
+//! request.
+
+use crate::api::ApiState;
+use crate::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use mailfleet_store::models::{Account, User};
+use mailfleet_store::{StoreError, users};
+
+pub const ACTING_USER_HEADER: &str = "x-mailfleet-user";
+
+pub struct ActingUser(pub User);
+
+impl FromRequestParts<ApiState> for ActingUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
+        let raw = parts
+            .headers
+            .get(ACTING_USER_HEADER)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "acting_user_required",
+                    "name the acting user in the X-Mailfleet-User header",
+                )
+            })?
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .ok_or_else(|| ApiError::invalid("X-Mailfleet-User must be a user id"))?;
+        let mut conn = s.store.conn().await?;
+        match users::get(&mut conn, raw).await {
+            Ok(u) => Ok(ActingUser(u)),
+            Err(StoreError::NotFound { .. }) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "unknown_user",
+                format!("user {raw} does not exist"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl ActingUser {
+    /// Whether the user may read and send from the account: the owner of a personal
+    /// account; an administrator for a shared one (access grants come with shared inboxes).
+    pub fn may_use(&self, account: &Account) -> bool {
+        match account.kind.as_str() {
+            "personal" => account.owner_user_id == Some(self.0.id),
+            _ => self.0.is_admin,
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.0.is_admin {
+            Ok(())
+        } else {
+            Err(forbidden("only an administrator may do this"))
+        }
+    }
+}
+
+pub fn forbidden(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
