@@ -1,11 +1,17 @@
-//! The real `mailfleet worker` process: SIGTERM drains it in time, and a worker frozen with
-//! SIGSTOP past its lease writes nothing after another worker took the mailbox over.
+//! The real `mailfleet worker` process: SIGTERM drains it in time, a worker frozen with
+//! SIGSTOP past its lease writes nothing after another worker took the mailbox over, and a
+//! worker that dies right after the SMTP server accepted a message does not get it sent twice.
 
 use chrono::Utc;
+use mailfleet_coordinator::Scheduler;
 use mailfleet_core::{Credentials, Job, JobEnvelope, Secret, SecretKey};
 use mailfleet_store::accounts;
 use mailfleet_store::models::NewAccount;
-use mailfleet_testkit::{TEST_SECRET_KEY, TestDb, TestMailbox, TestQueues, ca_file, count};
+use mailfleet_store::models::NewOutgoing;
+use mailfleet_store::outgoing::{self, Enqueued};
+use mailfleet_testkit::{
+    TEST_SECRET_KEY, TestDb, TestMailbox, TestQueues, ca_file, count, delivered_copies,
+};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,8 +100,14 @@ impl Fixture {
     }
 
     fn worker_with_health(&self, lease_secs: u64, health: &str) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_mailfleet"))
-            .arg("worker")
+        self.worker_command(lease_secs, health)
+            .spawn()
+            .expect("start mailfleet worker")
+    }
+
+    fn worker_command(&self, lease_secs: u64, health: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mailfleet"));
+        c.arg("worker")
             .env("DATABASE_URL", &self.db.url)
             .env("AMQP_URL", mailfleet_testkit::amqp_url())
             .env("MAILFLEET_QUEUE_PREFIX", &self.queues.prefix)
@@ -106,9 +118,8 @@ impl Fixture {
             .env("MAILFLEET_LEASE_SECS", lease_secs.to_string())
             .env("MAILFLEET_HEALTH_ADDR", health)
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start mailfleet worker")
+            .stdin(Stdio::null());
+        c
     }
 
     async fn stored(&self) -> i64 {
@@ -303,4 +314,99 @@ async fn a_worker_frozen_past_its_lease_writes_nothing_after_the_takeover() {
     assert_eq!(f.stored().await, 2000);
     signal(&frozen, "-TERM");
     assert!(wait_exit(&mut frozen, Duration::from_secs(25)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_after_the_smtp_server_accepted_leaves_the_message_unknown_not_resent() {
+    mailfleet_testkit::init();
+    let f = fixture(1).await;
+    let bob = TestMailbox::create();
+    let message_id = format!("crash-{}@example.test", mailfleet_testkit::unique_suffix());
+    let raw = mailfleet_mailgen::simple_message(
+        &f.mailbox.address,
+        &bob.address,
+        "Crash test",
+        "Sent once, whatever happens.",
+        &message_id,
+        Utc::now(),
+    );
+    let store = f.db.store();
+    let mut conn = store.conn().await.unwrap();
+    let Enqueued::New(id) = outgoing::enqueue(
+        &mut conn,
+        &NewOutgoing {
+            account_id: f.account_id,
+            kind: "system".into(),
+            sender_user_id: None,
+            idempotency_key: "crash-1".into(),
+            request_sha256: None,
+            message_id: message_id.clone(),
+            to_addrs: serde_json::json!([{ "email": bob.address }]),
+            cc_addrs: serde_json::json!([]),
+            bcc_addrs: serde_json::json!([]),
+            subject: Some("Crash test".into()),
+            text_body: None,
+            html_body: None,
+            in_reply_to_message: None,
+            raw_message: raw,
+            envelope_from: f.mailbox.address.clone(),
+            envelope_to: vec![bob.address.clone()],
+            attachments: serde_json::json!([]),
+        },
+    )
+    .await
+    .unwrap() else {
+        panic!("not enqueued");
+    };
+    drop(conn);
+    let broker = f.queues.broker().await;
+    let scheduler = Scheduler::new(
+        store.clone(),
+        std::sync::Arc::new(broker),
+        Duration::from_secs(3600),
+    );
+    assert_eq!(scheduler.tick_outbox().await.unwrap(), 1);
+
+    // The first worker aborts the moment Postfix has said 250.
+    let mut doomed = f
+        .worker_command(60, "127.0.0.1:0")
+        .env("MAILFLEET_FAILPOINT", "abort-after-smtp-accept")
+        .env("MAILFLEET_SEND_CLAIM_SECS", "2")
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut doomed, Duration::from_secs(60));
+    assert!(!status.success(), "the failpoint did not fire: {status:?}");
+    assert_eq!(delivered_copies(&bob, &message_id).await, 1);
+
+    // Another worker gets the redelivered job; once the dead worker's claim has run out the
+    // relay publishes it again and the send is resolved: not in Sent, so `unknown`.
+    let mut survivor = f
+        .worker_command(60, "127.0.0.1:0")
+        .env("MAILFLEET_SEND_CLAIM_SECS", "2")
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        scheduler.tick_outbox().await.unwrap();
+        let mut conn = store.conn().await.unwrap();
+        let row = outgoing::get(&mut conn, id).await.unwrap();
+        if row.status != "sending" {
+            break row;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never resolved"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    signal(&survivor, "-TERM");
+    assert!(wait_exit(&mut survivor, Duration::from_secs(25)).success());
+    assert_eq!(status.status, "unknown");
+    assert_eq!(status.error_code.as_deref(), Some("unknown_outcome"));
+    assert!(mailfleet_testkit::postfix_queue_empty());
+    assert_eq!(
+        bob.messages_with_id("INBOX", &message_id).len(),
+        1,
+        "sent twice"
+    );
 }

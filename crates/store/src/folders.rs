@@ -355,7 +355,8 @@ pub async fn sent_folder(conn: &mut Conn, account_id: i64) -> Result<Option<Fold
         .cloned())
 }
 
-/// Records a folder mailfleet created on the server (inactive: the user did not choose it).
+/// Records a folder found or created outside a folder refresh (inactive: the user did not
+/// choose it).
 pub async fn insert_created(
     conn: &mut Conn,
     account_id: i64,

@@ -258,12 +258,20 @@ impl Worker {
         let token = row.attempts;
         let mut conn = self.store.conn().await?;
         let account = accounts::get(&mut conn, row.account_id).await?;
-        let sent_folder = folders::sent_folder(&mut conn, account.id).await?;
         drop(conn);
-        let found = match &sent_folder {
-            None => Ok(None),
-            Some(f) => self.find_in(&account, &f.name, &row.message_id).await,
-        };
+        let found = async {
+            let mut session = self.open_session(&account).await?;
+            let r = async {
+                match self.sent_folder(session.as_mut(), &account).await? {
+                    Some(f) => session.find_message(&f.name, &row.message_id).await,
+                    None => Ok(None),
+                }
+            }
+            .await;
+            session.close().await;
+            r
+        }
+        .await;
         let found = match found {
             Ok(found) => found,
             Err(e) => {
@@ -303,18 +311,6 @@ impl Worker {
         }
     }
 
-    async fn find_in(
-        &self,
-        account: &Account,
-        folder: &str,
-        message_id: &str,
-    ) -> Result<Option<String>, ProviderError> {
-        let mut session = self.open_session(account).await?;
-        let found = session.find_message(folder, message_id).await;
-        session.close().await;
-        found
-    }
-
     /// Files the copy of a sent message in the account's Sent folder (created when the
     /// server has none) unless it is there already, and stores it locally. Failures are
     /// retried later; the message itself is sent either way.
@@ -326,12 +322,11 @@ impl Worker {
         let token = row.attempts;
         let mut conn = self.store.conn().await?;
         let account = accounts::get(&mut conn, row.account_id).await?;
-        let sent_folder = folders::sent_folder(&mut conn, account.id).await?;
         drop(conn);
         let filed = async {
             let mut session = self.open_session(&account).await?;
             let r = self
-                .append_once(session.as_mut(), &account, sent_folder, row, found)
+                .append_once(session.as_mut(), &account, row, found)
                 .await;
             session.close().await;
             r
@@ -394,12 +389,11 @@ impl Worker {
         &self,
         session: &mut dyn MailSession,
         account: &Account,
-        sent_folder: Option<mailfleet_store::models::Folder>,
         row: &Outgoing,
         found: Option<String>,
     ) -> Result<(i64, String), ProviderError> {
         let store_err = |e: StoreError| ProviderError::Disconnected(format!("database: {e}"));
-        let folder = match sent_folder {
+        let folder = match self.sent_folder(session, account).await? {
             Some(f) => f,
             None => {
                 if let Err(e) = session.create_folder("Sent").await {
@@ -430,6 +424,37 @@ impl Worker {
             },
         };
         Ok((folder.id, remote))
+    }
+
+    /// The account's Sent folder: as stored, else as the server lists it now (an account
+    /// whose folder list was never refreshed), recorded when found.
+    async fn sent_folder(
+        &self,
+        session: &mut dyn MailSession,
+        account: &Account,
+    ) -> Result<Option<mailfleet_store::models::Folder>, ProviderError> {
+        let store_err = |e: StoreError| ProviderError::Disconnected(format!("database: {e}"));
+        let mut conn = self.store.conn().await.map_err(store_err)?;
+        if let Some(f) = folders::sent_folder(&mut conn, account.id)
+            .await
+            .map_err(store_err)?
+        {
+            return Ok(Some(f));
+        }
+        drop(conn);
+        let listed = session.list_folders().await?;
+        let Some(remote) = listed
+            .iter()
+            .find(|f| f.role == Some(mailfleet_provider::FolderRole::Sent))
+            .or_else(|| listed.iter().find(|f| f.name.eq_ignore_ascii_case("Sent")))
+        else {
+            return Ok(None);
+        };
+        let mut conn = self.store.conn().await.map_err(store_err)?;
+        folders::insert_created(&mut conn, account.id, &remote.name, Some("sent"))
+            .await
+            .map(Some)
+            .map_err(store_err)
     }
 
     async fn open_submission(

@@ -155,6 +155,22 @@ impl App {
         .await
     }
 
+    /// Takes the next job off the send queue and acks it unrun (tests that stage a row's
+    /// state by hand, then let the relay publish it).
+    pub async fn discard_send_job(&self) {
+        let channel = self.broker.consumer_channel(1).await.unwrap();
+        let delivery = Broker::get(&channel, &self.broker.names().send)
+            .await
+            .unwrap()
+            .expect("a send job");
+        delivery
+            .acker
+            .ack(mailfleet_queue::BasicAckOptions::default())
+            .await
+            .unwrap();
+        let _ = channel.close(200, "done".into()).await;
+    }
+
     /// Runs one job from the send queue; fails the test if there is none.
     pub async fn work_send(&self) -> mailfleet_worker::SendOutcome {
         match self

@@ -349,3 +349,331 @@ async fn bad_send_requests_get_a_clear_4xx_and_queue_nothing() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_reply_carries_the_thread_headers_and_joins_the_thread() {
+    let app = App::start().await;
+    let ann = TestMailbox::create();
+    let bob = TestMailbox::create();
+    let parent_raw = format!(
+        "From: Bob <{bob}>\r\nTo: {ann}\r\nSubject: Pricing\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n\
+         Message-ID: <parent-1@example.test>\r\nReferences: <root-1@example.test>\r\n\
+         In-Reply-To: <root-1@example.test>\r\n\r\nWhat does it cost?\r\n",
+        bob = bob.address,
+        ann = ann.address
+    );
+    ann.write_message(
+        "INBOX",
+        parent_raw.as_bytes(),
+        std::time::SystemTime::now(),
+        false,
+        false,
+    )
+    .unwrap();
+    let (account_id, user) = sender(&app, &ann).await;
+    let parent = count(
+        &app.db.url,
+        "SELECT id AS count FROM messages WHERE message_id = 'parent-1@example.test'",
+    )
+    .await;
+
+    // Someone who can't read Ann's mailbox can't answer from it either.
+    let stranger = app.create_user().await;
+    let (status, _) = app
+        .send_as(
+            stranger,
+            None,
+            json!({ "account_id": account_id, "to": [bob.address], "in_reply_to": parent }),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    let (status, queued) = app
+        .send_as(
+            user,
+            None,
+            json!({ "account_id": account_id, "to": [bob.address], "text": "100 EUR.", "in_reply_to": parent }),
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let message_id = queued["message_id"].as_str().unwrap().to_owned();
+    assert_eq!(queued["subject"], "Re: Pricing");
+    let SendOutcome::Sent { copy: Some(copy) } = app.work_send().await else {
+        panic!("not sent");
+    };
+
+    assert_eq!(delivered_copies(&bob, &message_id).await, 1);
+    let (path, _) = &bob.messages_with_id("INBOX", &message_id)[0];
+    let delivered = String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
+    assert!(
+        delivered.contains("In-Reply-To: <parent-1@example.test>"),
+        "{delivered}"
+    );
+    assert!(
+        delivered.contains("References: <root-1@example.test> <parent-1@example.test>"),
+        "{delivered}"
+    );
+    let threads = strings(
+        &app.db.url,
+        &format!(
+            "SELECT thread_key AS value FROM messages WHERE id IN ({parent}, {copy}) ORDER BY id"
+        ),
+    )
+    .await;
+    assert_eq!(threads.len(), 2);
+    assert_eq!(
+        threads[0], threads[1],
+        "the reply is in its parent's thread"
+    );
+}
+
+#[tokio::test]
+async fn the_servers_refusals_fail_retry_or_disable_as_they_should() {
+    let app = App::start_with(|c| {
+        c.send_max_attempts = 2;
+        c.send_retry_base = std::time::Duration::from_secs(60);
+    })
+    .await;
+    let ann = TestMailbox::create();
+    let (account_id, user) = sender(&app, &ann).await;
+
+    // 5xx: failed, with the server's reply; not retried.
+    let (id, _) = queue_one(
+        &app,
+        account_id,
+        user,
+        "refuse-permanently@example.test",
+        "p",
+    )
+    .await;
+    let outcome = app.work_send().await;
+    assert!(
+        matches!(&outcome, SendOutcome::Failed { code, reply } if code == "rejected" && reply.starts_with("550")),
+        "{outcome:?}"
+    );
+    let view = outgoing(&app, user, id).await;
+    assert_eq!(view["status"], "failed");
+    assert!(
+        view["server_reply"].as_str().unwrap().contains("5.1.1"),
+        "{view}"
+    );
+    assert_eq!(app.scheduler.tick_outbox().await.unwrap(), 0);
+
+    // 4xx: queued again with a delay, retried when due, failed after the last attempt.
+    let (id, _) = queue_one(
+        &app,
+        account_id,
+        user,
+        "refuse-temporarily@example.test",
+        "t",
+    )
+    .await;
+    assert!(matches!(app.work_send().await, SendOutcome::Retrying(r) if r.starts_with("450")));
+    let view = outgoing(&app, user, id).await;
+    assert_eq!(
+        (view["status"].as_str(), view["attempts"].as_i64()),
+        (Some("queued"), Some(1))
+    );
+    assert!(view["next_attempt_at"].is_string(), "{view}");
+    assert_eq!(app.scheduler.tick_outbox().await.unwrap(), 0, "not due yet");
+    execute(
+        &app.db.url,
+        &format!("UPDATE outgoing_messages SET next_attempt_at = now() WHERE id = {id}"),
+    )
+    .await;
+    assert_eq!(app.scheduler.tick_outbox().await.unwrap(), 1);
+    let outcome = app.work_send().await;
+    assert!(
+        matches!(&outcome, SendOutcome::Failed { code, .. } if code == "retries_exhausted"),
+        "{outcome:?}"
+    );
+
+    // 535: the account is disabled exactly as for sync, and the message fails.
+    // The password was changed on the server: what the account holds is refused.
+    let key = mailfleet_core::SecretKey::from_base64(mailfleet_testkit::TEST_SECRET_KEY).unwrap();
+    let stale = mailfleet_core::Credentials::Password {
+        password: mailfleet_core::Secret::new("an-old-password".to_string()),
+    }
+    .seal(&key, account_id);
+    let mut conn = app.store.conn().await.unwrap();
+    mailfleet_store::accounts::reconnect(&mut conn, account_id, Some(&stale))
+        .await
+        .unwrap();
+    drop(conn);
+    let (id, _) = queue_one(&app, account_id, user, "bob@example.test", "a").await;
+    let outcome = app.work_send().await;
+    assert!(
+        matches!(&outcome, SendOutcome::Failed { code, .. } if code == "auth_failed"),
+        "{outcome:?}"
+    );
+    assert_eq!(outgoing(&app, user, id).await["error_code"], "auth_failed");
+    let (_, account) = app.get(&format!("/v1/accounts/{account_id}")).await;
+    assert_eq!(
+        (
+            account["state"].as_str(),
+            account["disabled_reason"].as_str()
+        ),
+        (Some("disabled"), Some("auth_failed")),
+        "{account}"
+    );
+}
+
+#[tokio::test]
+async fn system_mail_goes_out_through_the_designated_account() {
+    let app = App::start().await;
+    let system = TestMailbox::create();
+    let bob = TestMailbox::create();
+    let (system_account, owner) = sender(&app, &system).await;
+    let (status, admin) = app
+        .post(
+            "/v1/users",
+            json!({ "email": format!("admin-{}@crm.example.test", mailfleet_testkit::unique_suffix()), "is_admin": true }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let admin = admin["id"].as_i64().unwrap();
+    let notice =
+        json!({ "to": [bob.address], "subject": "Lead assigned", "text": "Lead 7 is yours." });
+    let system_mail = |body: Value| {
+        app.request_as(
+            reqwest::Method::POST,
+            "/v1/system-mail",
+            None,
+            Some("notice-7"),
+            Some(body),
+        )
+    };
+
+    let (status, answer) = system_mail(notice.clone()).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (409, Some("no_system_account"))
+    );
+    let designate = json!({ "account_id": system_account });
+    let (status, _) = app
+        .request_as(
+            reqwest::Method::PUT,
+            "/v1/system-account",
+            Some(owner),
+            None,
+            Some(designate.clone()),
+        )
+        .await;
+    assert_eq!(
+        status, 403,
+        "only administrators designate the system account"
+    );
+    let (status, _) = app
+        .request_as(
+            reqwest::Method::PUT,
+            "/v1/system-account",
+            Some(admin),
+            None,
+            Some(designate),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, current) = app.get("/v1/system-account").await;
+    assert_eq!(current["account_id"], system_account);
+
+    let (status, queued) = system_mail(notice.clone()).await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["kind"], "system");
+    let message_id = queued["message_id"].as_str().unwrap().to_owned();
+    // Retried by the CRM with the same key: still one message.
+    let (_, again) = system_mail(notice).await;
+    assert_eq!(again["id"], queued["id"]);
+    assert!(matches!(
+        app.work_send().await,
+        SendOutcome::Sent { copy: Some(_) }
+    ));
+    assert!(send_queue_empty(&app).await);
+    assert_eq!(delivered_copies(&bob, &message_id).await, 1);
+    let (path, _) = &bob.messages_with_id("INBOX", &message_id)[0];
+    let delivered = String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
+    assert!(
+        delivered.contains(&format!("From: {}", system.address)),
+        "{delivered}"
+    );
+    assert_eq!(system.messages_with_id("Sent", &message_id).len(), 1);
+}
+
+/// Puts an outgoing message in the state a worker leaves when it dies mid-send, its claim
+/// run out: before DATA (`data_started` false) or after it.
+async fn interrupted(app: &App, id: i64, data_started: bool) {
+    execute(
+        &app.db.url,
+        &format!(
+            "UPDATE outgoing_messages SET status = 'sending', attempts = attempts + 1,
+                    claimed_until = now() - interval '1 second',
+                    data_started_at = {}, published_at = NULL
+             WHERE id = {id}",
+            if data_started { "now()" } else { "NULL" }
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_interrupted_send_is_resolved_without_sending_twice() {
+    let app = App::start().await;
+    let ann = TestMailbox::create();
+    let bob = TestMailbox::create();
+    let (account_id, user) = sender(&app, &ann).await;
+
+    // Stopped before DATA: nothing can have left, so it is sent (once).
+    let (id, message_id) = queue_one(&app, account_id, user, &bob.address, "before-data").await;
+    app.discard_send_job().await;
+    interrupted(&app, id, false).await;
+    assert_eq!(app.scheduler.tick_outbox().await.unwrap(), 1);
+    assert!(matches!(app.work_send().await, SendOutcome::Sent { .. }));
+    assert_eq!(delivered_copies(&bob, &message_id).await, 1);
+
+    // Stopped after DATA, and the copy is in Sent (a provider that files sent mail itself,
+    // or a copy appended before the crash): sent, stored, and not sent again.
+    let (id, message_id) = queue_one(&app, account_id, user, &bob.address, "in-sent").await;
+    app.discard_send_job().await;
+    interrupted(&app, id, true).await;
+    let raw = mailfleet_mailgen::simple_message(
+        &ann.address,
+        &bob.address,
+        "in-sent",
+        "hi",
+        &message_id,
+        chrono::Utc::now(),
+    );
+    ann.write_message("Sent", &raw, std::time::SystemTime::now(), true, false)
+        .unwrap();
+    assert_eq!(app.scheduler.tick_outbox().await.unwrap(), 1);
+    let outcome = app.work_send().await;
+    assert!(
+        matches!(outcome, SendOutcome::Sent { copy: Some(_) }),
+        "{outcome:?}"
+    );
+    assert_eq!(ann.messages_with_id("Sent", &message_id).len(), 1);
+    assert!(bob.messages_with_id("INBOX", &message_id).is_empty());
+    assert!(mailfleet_testkit::postfix_queue_empty());
+    assert!(
+        bob.messages_with_id("INBOX", &message_id).is_empty(),
+        "sent again"
+    );
+
+    // Stopped after DATA and not in Sent: `unknown`, never sent again.
+    let (id, message_id) = queue_one(&app, account_id, user, &bob.address, "lost").await;
+    app.discard_send_job().await;
+    interrupted(&app, id, true).await;
+    assert_eq!(app.scheduler.tick_outbox().await.unwrap(), 1);
+    let outcome = app.work_send().await;
+    assert!(matches!(outcome, SendOutcome::Unknown(_)), "{outcome:?}");
+    let view = outgoing(&app, user, id).await;
+    assert_eq!(
+        (view["status"].as_str(), view["error_code"].as_str()),
+        (Some("unknown"), Some("unknown_outcome"))
+    );
+    assert_eq!(app.scheduler.tick_outbox().await.unwrap(), 0);
+    assert!(mailfleet_testkit::postfix_queue_empty());
+    assert!(
+        bob.messages_with_id("INBOX", &message_id).is_empty(),
+        "sent again"
+    );
+}
