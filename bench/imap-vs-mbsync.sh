@@ -43,11 +43,17 @@ wait_idle() {
   echo "(machine did not become idle; running anyway)"
 }
 
-api() { curl -sf -H "Authorization: Bearer $MAILFLEET_API_TOKEN" -H 'Content-Type: application/json' "$@"; }
+# Requests after the user exists are made as that user (the acting user header).
+api() {
+  local acting=()
+  [[ -n ${ACT:-} ]] && acting=(-H "X-Mailfleet-User: $ACT")
+  curl -sf -H "Authorization: Bearer $MAILFLEET_API_TOKEN" "${acting[@]}" -H 'Content-Type: application/json' "$@"
+}
 
 "$BIN" coordinator --sync-interval-secs 86400 >"$WORK/coordinator.log" 2>&1 &
 for _ in $(seq 1 50); do api "http://$MAILFLEET_API_ADDR/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 USER_ID=$(api -X POST "http://$MAILFLEET_API_ADDR/v1/users" -d "{\"email\":\"owner-$$@crm.example.test\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+ACT=$USER_ID
 ACCOUNT=$(api -X POST "http://$MAILFLEET_API_ADDR/v1/accounts" -d "{
   \"provider\":\"imap\",\"kind\":\"personal\",\"owner_user_id\":$USER_ID,\"email\":\"$ADDR\",\"password\":\"$PASS\",
   \"imap\":{\"host\":\"127.0.0.1\",\"port\":993,\"encryption\":\"ssl\"},

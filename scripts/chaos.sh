@@ -36,7 +36,12 @@ export RUST_LOG=${RUST_LOG:-error}
 DB=mailfleet_chaos
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
 psql_q() { psql -h 127.0.0.1 -U postgres -d "$DB" -Atc "$1"; }
-api() { curl -sf -H "Authorization: Bearer $MAILFLEET_API_TOKEN" -H 'Content-Type: application/json' "$@"; }
+# Requests after the user exists are made as that user (the acting user header).
+api() {
+  local acting=()
+  [[ -n ${ACT:-} ]] && acting=(-H "X-Mailfleet-User: $ACT")
+  curl -sf -H "Authorization: Bearer $MAILFLEET_API_TOKEN" "${acting[@]}" -H 'Content-Type: application/json' "$@"
+}
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 start_worker() {
@@ -57,7 +62,9 @@ run() {
   declare -gA WORKER=()
   start_worker 0; start_worker 1
   local user account
+  ACT=
   user=$(api -X POST "http://$MAILFLEET_API_ADDR/v1/users" -d "{\"email\":\"chaos-$phase-$$@crm.example.test\"}" | json '["id"]')
+  ACT=$user
   local started=$(date +%s.%N)
   account=$(api -X POST "http://$MAILFLEET_API_ADDR/v1/accounts" -d "{
     \"provider\":\"imap\",\"kind\":\"personal\",\"owner_user_id\":$user,\"email\":\"$ADDR\",\"password\":\"$PASS\",

@@ -144,6 +144,13 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
         }),
     )
     .await?;
+    // From here on Dana is the acting user of every request.
+    let mut acting = reqwest::header::HeaderMap::new();
+    acting.insert(
+        mailfleet_coordinator::ACTING_USER_HEADER,
+        user["id"].to_string().parse()?,
+    );
+    let http = reqwest::Client::builder().default_headers(acting).build()?;
     let sync_started = Instant::now();
     let account: Value = post(
         &http,

@@ -8,7 +8,7 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use mailfleet_store::models::{Account, User};
-use mailfleet_store::{StoreError, users};
+use mailfleet_store::{StoreError, accounts, users, viewer};
 
 pub const ACTING_USER_HEADER: &str = "x-mailfleet-user";
 
@@ -45,10 +45,44 @@ impl FromRequestParts<ApiState> for ActingUser {
     }
 }
 
+/// What a request wants to do with an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Read its mail and send from it: the owner of a personal account; administrators and
+    /// granted users for a shared inbox.
+    Use,
+    /// Change or delete it: the owner of a personal account; administrators for a shared one.
+    Manage,
+}
+
 impl ActingUser {
-    /// Whether the user may read and send from the account: the owner of a personal
-    /// account; an administrator for a shared one (access grants come with shared inboxes).
-    pub fn may_use(&self, account: &Account) -> bool {
+    pub fn id(&self) -> i64 {
+        self.0.id
+    }
+
+    /// The account, if the user may do `need` with it. An account the user may not even
+    /// read is "not found": its existence is not theirs to learn.
+    pub async fn account(&self, s: &ApiState, id: i64, need: Need) -> Result<Account, ApiError> {
+        let mut conn = s.store.conn().await?;
+        let account = accounts::get(&mut conn, id).await?;
+        if !viewer::may_read_account(&mut conn, id, self.0.id).await? {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("account {id} not found"),
+            ));
+        }
+        if need == Need::Manage && !self.may_manage(&account) {
+            return Err(forbidden(if account.kind == "shared" {
+                "only an administrator may change a shared account"
+            } else {
+                "only its owner may change a personal account"
+            }));
+        }
+        Ok(account)
+    }
+
+    fn may_manage(&self, account: &Account) -> bool {
         match account.kind.as_str() {
             "personal" => account.owner_user_id == Some(self.0.id),
             _ => self.0.is_admin,

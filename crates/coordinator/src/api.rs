@@ -1,13 +1,15 @@
+use crate::acting::{ActingUser, Need, forbidden};
 use crate::auth::require_token;
 use crate::error::ApiError;
+use crate::people;
 use crate::scheduler::Scheduler;
 use crate::sending;
 use crate::views::{AccountView, UserView};
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router, middleware};
 use chrono::Utc;
 use mailfleet_core::connection_test::{ConnectionSettings, ConnectionTestResult};
@@ -35,8 +37,25 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
         .route("/users", post(create_user))
+        .route("/users/{id}", delete(people::delete_user))
         .route("/accounts", post(create_account).get(list_accounts))
-        .route("/accounts/{id}", get(get_account).patch(update_account))
+        .route(
+            "/accounts/{id}",
+            get(get_account)
+                .patch(update_account)
+                .delete(people::delete_account),
+        )
+        .route("/accounts/{id}/primary", post(people::set_primary))
+        .route(
+            "/accounts/{id}/access",
+            get(people::list_access).post(people::grant_access),
+        )
+        .route(
+            "/accounts/{id}/access/{user_id}",
+            delete(people::revoke_access),
+        )
+        .route("/messages", get(people::list_messages))
+        .route("/contacts/{id}/messages", get(people::contact_messages))
         .route("/accounts/{id}/folders", put(set_active_folders))
         .route("/accounts/{id}/sync", post(sync_account_now))
         .route("/accounts/{id}/reconnect", post(reconnect_account))
@@ -140,9 +159,23 @@ fn check_endpoint(what: &str, e: &ServerEndpoint) -> Result<(), ApiError> {
 
 async fn create_account(
     State(s): State<ApiState>,
+    user: ActingUser,
     body: Result<Json<CreateAccount>, JsonRejection>,
 ) -> Result<(StatusCode, Json<AccountView>), ApiError> {
-    let Json(req) = body?;
+    let Json(mut req) = body?;
+    // A personal account is connected by its owner; a shared one by an administrator.
+    match req.kind {
+        AccountKind::Personal => match req.owner_user_id {
+            None => req.owner_user_id = Some(user.id()),
+            Some(owner) if owner == user.id() => {}
+            Some(_) => {
+                return Err(forbidden(
+                    "a personal account is connected by its owner (owner_user_id must be the acting user)",
+                ));
+            }
+        },
+        AccountKind::Shared => user.require_admin()?,
+    }
     if req.provider != Provider::Imap {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -234,22 +267,21 @@ async fn account_view(s: &ApiState, id: i64) -> Result<AccountView, ApiError> {
 
 async fn get_account(
     State(s): State<ApiState>,
+    user: ActingUser,
     Path(id): Path<i64>,
 ) -> Result<Json<AccountView>, ApiError> {
+    user.account(&s, id, Need::Use).await?;
     Ok(Json(account_view(&s, id).await?))
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    owner_user_id: Option<i64>,
-}
-
+/// The acting user's accounts: primary first, their other personal accounts, then the
+/// shared inboxes they reach.
 async fn list_accounts(
     State(s): State<ApiState>,
-    Query(q): Query<ListQuery>,
+    user: ActingUser,
 ) -> Result<Json<Vec<AccountView>>, ApiError> {
     let mut conn = s.store.conn().await?;
-    let list = accounts::list(&mut conn, q.owner_user_id).await?;
+    let list = accounts::list_for_user(&mut conn, user.id()).await?;
     let mut out = Vec::with_capacity(list.len());
     for a in list {
         let fs = folders::list(&mut conn, a.id).await?;
@@ -261,11 +293,10 @@ async fn list_accounts(
 
 async fn sync_account_now(
     State(s): State<ApiState>,
+    user: ActingUser,
     Path(id): Path<i64>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let mut conn = s.store.conn().await?;
-    let account = accounts::get(&mut conn, id).await?;
-    drop(conn);
+    let account = user.account(&s, id, Need::Use).await?;
     if account.state != "active" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -297,12 +328,13 @@ struct UpdateAccount {
 
 async fn update_account(
     State(s): State<ApiState>,
+    user: ActingUser,
     Path(id): Path<i64>,
     body: Result<Json<UpdateAccount>, JsonRejection>,
 ) -> Result<Json<AccountView>, ApiError> {
     let Json(req) = body?;
+    let account = user.account(&s, id, Need::Manage).await?;
     let mut conn = s.store.conn().await?;
-    let account = accounts::get(&mut conn, id).await?;
     if let Some(window) = req.sync_from
         && window.as_str() != account.sync_from
     {
@@ -333,12 +365,13 @@ struct ActiveFolders {
 /// active ones are synced at once.
 async fn set_active_folders(
     State(s): State<ApiState>,
+    user: ActingUser,
     Path(id): Path<i64>,
     body: Result<Json<ActiveFolders>, JsonRejection>,
 ) -> Result<Json<AccountView>, ApiError> {
     let Json(req) = body?;
+    user.account(&s, id, Need::Manage).await?;
     let mut conn = s.store.conn().await?;
-    accounts::get(&mut conn, id).await?;
     folders::set_active(&mut conn, id, &req.active).await?;
     drop(conn);
     if let Err(e) = s.scheduler.sync_now(id).await {
@@ -369,6 +402,7 @@ fn imap_provider() -> Provider {
 /// folders, or a typed error. The coordinator never talks to mail servers itself.
 async fn connection_test(
     State(s): State<ApiState>,
+    _user: ActingUser,
     body: Result<Json<ConnectionTestRequest>, JsonRejection>,
 ) -> Result<Json<ConnectionTestResult>, ApiError> {
     let Json(req) = body?;
@@ -456,13 +490,12 @@ struct ReconnectRequest {
 /// was.
 async fn reconnect_account(
     State(s): State<ApiState>,
+    user: ActingUser,
     Path(id): Path<i64>,
     body: Option<Json<ReconnectRequest>>,
 ) -> Result<Json<AccountView>, ApiError> {
     let req = body.map(|Json(r)| r).unwrap_or_default();
-    let mut conn = s.store.conn().await?;
-    let account = accounts::get(&mut conn, id).await?;
-    drop(conn);
+    let account = user.account(&s, id, Need::Manage).await?;
     let endpoint = |host: &Option<String>, port: Option<i32>, enc: &Option<String>| {
         Some(ServerEndpoint {
             host: host.clone()?,

@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod compose;
 mod error;
+mod people;
 mod scheduler;
 mod sending;
 mod views;

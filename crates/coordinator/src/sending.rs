@@ -3,7 +3,7 @@
 //! one statement; the relay publishes its `send_message` job (at once here, and from the
 //! scheduler for whatever that missed).
 
-use crate::acting::{ActingUser, forbidden};
+use crate::acting::{ActingUser, Need, forbidden};
 use crate::api::ApiState;
 use crate::compose::{self, AttachmentFile, Draft, Party, Signature};
 use crate::error::ApiError;
@@ -17,7 +17,7 @@ use mailfleet_core::{EmailAddress, Job, JobEnvelope};
 use mailfleet_queue::Broker;
 use mailfleet_store::models::{Account, NewOutgoing, Outgoing};
 use mailfleet_store::outgoing::{self, Enqueued};
-use mailfleet_store::{Store, StoreError, accounts, messages, system, users};
+use mailfleet_store::{Store, StoreError, accounts, messages, system, users, viewer};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -118,17 +118,8 @@ pub(crate) async fn send_message(
     let account_id = req
         .account_id
         .ok_or_else(|| ApiError::invalid("account_id is required"))?;
-    let account = usable_account(&s, account_id, |a| {
-        if user.may_use(a) {
-            Ok(())
-        } else {
-            Err(forbidden(format!(
-                "account {account_id} is not one user {} may send from",
-                user.0.id
-            )))
-        }
-    })
-    .await?;
+    let account = user.account(&s, account_id, Need::Use).await?;
+    require_active(&account)?;
     let signature = Signature {
         text: user.0.signature_text.clone(),
         html: user.0.signature_html.clone(),
@@ -171,7 +162,10 @@ pub(crate) async fn send_system_mail(
         ));
     };
     drop(conn);
-    let account = usable_account(&s, account_id, |_| Ok(())).await?;
+    let mut conn = s.store.conn().await?;
+    let account = accounts::get(&mut conn, account_id).await?;
+    drop(conn);
+    require_active(&account)?;
     enqueue(
         &s,
         &headers,
@@ -198,25 +192,19 @@ fn parse_request(body: &[u8]) -> Result<(SendRequest, Vec<u8>), ApiError> {
     Ok((req, sha))
 }
 
-async fn usable_account(
-    s: &ApiState,
-    id: i64,
-    allowed: impl FnOnce(&Account) -> Result<(), ApiError>,
-) -> Result<Account, ApiError> {
-    let mut conn = s.store.conn().await?;
-    let account = accounts::get(&mut conn, id).await?;
-    allowed(&account)?;
+fn require_active(account: &Account) -> Result<(), ApiError> {
     if account.state != "active" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "account_disabled",
             format!(
-                "account {id} is disabled ({}); re-connect it before sending",
+                "account {} is disabled ({}); re-connect it before sending",
+                account.id,
                 account.disabled_reason.as_deref().unwrap_or("no reason")
             ),
         ));
     }
-    Ok(account)
+    Ok(())
 }
 
 struct Sender {
@@ -342,9 +330,8 @@ async fn enqueue(
                 e => e.into(),
             })?;
         // Only a message the sender may read can be answered (its id would leak otherwise).
-        let parent_account = accounts::get(&mut conn, parent.account_id).await?;
         let readable = match &sender.user {
-            Some(u) => u.may_use(&parent_account),
+            Some(u) => viewer::may_read_account(&mut conn, parent.account_id, u.id()).await?,
             None => false,
         };
         if !readable {
@@ -495,8 +482,8 @@ pub(crate) async fn get_outgoing(
 ) -> Result<Json<OutgoingView>, ApiError> {
     let mut conn = s.store.conn().await?;
     let o = outgoing::get(&mut conn, id).await?;
-    let account = accounts::get(&mut conn, o.account_id).await?;
-    if !(user.may_use(&account) || user.0.is_admin) {
+    let readable = viewer::may_read_account(&mut conn, o.account_id, user.id()).await?;
+    if !(readable || (o.kind == "system" && user.0.is_admin)) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

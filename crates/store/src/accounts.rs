@@ -32,16 +32,6 @@ pub async fn get(conn: &mut Conn, id: i64) -> Result<Account, StoreError> {
         })
 }
 
-pub async fn list(conn: &mut Conn, owner_user_id: Option<i64>) -> Result<Vec<Account>, StoreError> {
-    let mut q = accounts::table.select(Account::as_select()).into_boxed();
-    if let Some(owner) = owner_user_id {
-        q = q.filter(accounts::owner_user_id.eq(owner));
-    }
-    Ok(q.order((accounts::is_primary.desc(), accounts::id))
-        .load(conn)
-        .await?)
-}
-
 /// A sync job whose worker never reported back within this long is treated as lost. Sooner
 /// than that, a claim whose lease expired unreleased is lost too: its worker died mid-sync.
 pub const STALE_CLAIM_SECS: i64 = 15 * 60;
@@ -339,4 +329,51 @@ pub async fn request_sync(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The accounts a user reaches: their primary first, their other personal accounts, then the
+/// shared inboxes they may read (all of them for an administrator).
+pub async fn list_for_user(conn: &mut Conn, user_id: i64) -> Result<Vec<Account>, StoreError> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Bool};
+    let own = accounts::kind
+        .eq("personal")
+        .and(accounts::owner_user_id.eq(user_id));
+    let shared = accounts::kind.eq("shared").and(
+        sql::<Bool>("mailfleet_may_read_account(accounts.id, ")
+            .bind::<BigInt, _>(user_id)
+            .sql(")"),
+    );
+    Ok(accounts::table
+        .filter(own.or(shared))
+        .select(Account::as_select())
+        .order((
+            accounts::is_primary.desc(),
+            accounts::kind.asc(), // personal before shared
+            accounts::id,
+        ))
+        .load(conn)
+        .await?)
+}
+
+/// Makes the account its owner's primary one (and no other).
+pub async fn set_primary(conn: &mut Conn, id: i64, owner_user_id: i64) -> Result<(), StoreError> {
+    use diesel_async::AsyncConnection;
+    let conn: &mut diesel_async::AsyncPgConnection = conn;
+    conn.transaction(async |tx| {
+        diesel::update(
+            accounts::table
+                .filter(accounts::owner_user_id.eq(owner_user_id))
+                .filter(accounts::is_primary),
+        )
+        .set(accounts::is_primary.eq(false))
+        .execute(tx)
+        .await?;
+        diesel::update(accounts::table.find(id))
+            .set(accounts::is_primary.eq(true))
+            .execute(tx)
+            .await?;
+        Ok::<_, StoreError>(())
+    })
+    .await
 }

@@ -37,3 +37,17 @@ pub async fn account_stats(conn: &mut Conn, account_id: i64) -> Result<(i64, i64
         .await?;
     Ok((created, linked))
 }
+
+/// Fails with `NotFound` unless the contact exists.
+pub async fn get(conn: &mut Conn, id: i64) -> Result<(i64, String), StoreError> {
+    contacts::table
+        .find(id)
+        .select((contacts::id, contacts::email))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(StoreError::NotFound {
+            what: "contact",
+            id,
+        })
+}

@@ -1,9 +1,11 @@
 //! Postgres through diesel-async: the schema, the rows and every query mailfleet makes.
 //! Callers get typed rows and `StoreError`; SQL stays in this crate.
 
+pub mod access;
 pub mod accounts;
 pub mod connection_tests;
 pub mod contacts;
+pub mod deletion;
 pub mod folders;
 pub mod leases;
 pub mod messages;
@@ -14,6 +16,7 @@ pub mod schema;
 pub mod sync_runs;
 pub mod system;
 pub mod users;
+pub mod viewer;
 
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};

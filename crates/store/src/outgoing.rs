@@ -216,25 +216,36 @@ pub async fn mark_data_started(conn: &mut Conn, id: i64, token: i32) -> Result<b
 }
 
 /// The server accepted the message. Also turns an `unknown` (a resolver gave up on this
-/// worker while it was still talking to the server) into `sent`.
+/// worker while it was still talking to the server) into `sent`. Takes a fresh claim for
+/// filing the Sent copy and returns its token; `None` when another worker finished the
+/// message meanwhile.
 pub async fn mark_sent(
     conn: &mut Conn,
     id: i64,
     token: i32,
     reply: &str,
-) -> Result<bool, StoreError> {
-    Ok(diesel::sql_query(
+    claim_secs: i64,
+) -> Result<Option<i32>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Token {
+        #[diesel(sql_type = Int4)]
+        attempts: i32,
+    }
+    let rows: Vec<Token> = diesel::sql_query(
         "UPDATE outgoing_messages
          SET status = 'sent', sent_at = now(), server_reply = $3, error_code = NULL,
+             attempts = attempts + 1, claimed_until = now() + $4 * interval '1 second',
              updated_at = now()
-         WHERE id = $1 AND ((attempts = $2 AND status = 'sending') OR status = 'unknown')",
+         WHERE id = $1 AND ((attempts = $2 AND status = 'sending') OR status = 'unknown')
+         RETURNING attempts",
     )
     .bind::<BigInt, _>(id)
     .bind::<Int4, _>(token)
     .bind::<Text, _>(reply)
-    .execute(conn)
-    .await?
-        == 1)
+    .bind::<BigInt, _>(claim_secs)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|t| t.attempts))
 }
 
 /// Puts a message whose send never reached DATA back in the queue (status `queued`) to be

@@ -193,7 +193,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    account_access (account_id, user_id) {
+        account_id -> Int8,
+        user_id -> Int8,
+        granted_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    deleted_accounts (account_id) {
+        account_id -> Int8,
+        deleted_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(accounts -> users (owner_user_id));
+diesel::joinable!(account_access -> accounts (account_id));
+diesel::joinable!(account_access -> users (user_id));
 diesel::joinable!(folders -> accounts (account_id));
 diesel::joinable!(messages -> accounts (account_id));
 diesel::joinable!(messages -> folders (folder_id));
@@ -215,4 +232,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_runs,
     connection_tests,
     system_settings,
+    account_access,
+    deleted_accounts,
 );

@@ -127,8 +127,13 @@ pub async fn count(url: &str, sql: &str) -> i64 {
 
 /// Runs a statement; returns the rows it touched.
 pub async fn execute(url: &str, sql: &str) -> usize {
+    try_execute(url, sql).await.expect(sql)
+}
+
+/// Runs a statement the database may refuse (a constraint under test).
+pub async fn try_execute(url: &str, sql: &str) -> Result<usize, diesel::result::Error> {
     let mut c = AsyncPgConnection::establish(url).await.expect("connect");
-    diesel::sql_query(sql).execute(&mut c).await.expect(sql)
+    diesel::sql_query(sql).execute(&mut c).await
 }
 
 /// Runs a query that returns one text column per row.
@@ -244,4 +249,30 @@ pub async fn delivered_copies(mailbox: &LocalMailbox, message_id: &str) -> usize
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Counts rows as the API's database role sees them for `viewer` (row-level security on):
+/// `sql` is run as is, with no filter of its own.
+pub async fn count_as_viewer(url: &str, viewer: i64, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct C {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    let mut c = AsyncPgConnection::establish(url).await.expect("connect");
+    let sql = sql.to_owned();
+    c.transaction::<_, diesel::result::Error, _>(async |tx| {
+        diesel::sql_query(format!(
+            "SELECT set_config('mailfleet.viewer_id', '{viewer}', true)"
+        ))
+        .execute(tx)
+        .await?;
+        diesel::sql_query("SET LOCAL ROLE mailfleet_viewer")
+            .execute(tx)
+            .await?;
+        let row: C = diesel::sql_query(&sql).get_result(tx).await?;
+        Ok(row.count)
+    })
+    .await
+    .expect("query as viewer")
 }

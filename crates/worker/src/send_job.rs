@@ -57,16 +57,23 @@ impl std::str::FromStr for Failpoint {
 }
 
 impl Worker {
+    fn claim_secs(&self) -> i64 {
+        self.config.send_claim.as_secs().max(1) as i64
+    }
+
     pub(crate) async fn run_send(&self, outgoing_id: i64) -> Result<Outcome, StoreError> {
-        let claim_secs = self.config.send_claim.as_secs().max(1) as i64;
         let mut conn = self.store.conn().await?;
-        let claim = outgoing::claim_send(&mut conn, outgoing_id, claim_secs).await?;
+        let claim = outgoing::claim_send(&mut conn, outgoing_id, self.claim_secs()).await?;
         drop(conn);
         let outcome = match claim {
+            // The row is the record and the job only its wake-up call: with the row gone
+            // (deleted with its account or user) there is nothing to send or to keep.
             SendClaim::Missing => {
-                return Ok(Outcome::Rejected(format!(
-                    "outgoing message {outgoing_id} does not exist"
-                )));
+                tracing::info!(
+                    outgoing_id,
+                    "Send job skipped: the outgoing message no longer exists."
+                );
+                return Ok(Outcome::Skipped);
             }
             SendClaim::Settled(status) => SendOutcome::Settled(status),
             SendClaim::Busy(_) | SendClaim::NotDue => SendOutcome::NotNow,
@@ -76,7 +83,9 @@ impl Worker {
                 self.send(row).await?
             }
             SendClaim::Resolve(row) => self.resolve(row).await?,
-            SendClaim::FileCopy(row) => SendOutcome::CopyFiled(self.file_copy(&row, None).await?),
+            SendClaim::FileCopy(row) => {
+                SendOutcome::CopyFiled(self.file_copy(&row, row.attempts, None).await?)
+            }
         };
         tracing::info!(outgoing_id, outcome = ?outcome, "Send job done.");
         Ok(Outcome::Send(outcome))
@@ -124,14 +133,19 @@ impl Worker {
                     std::process::abort();
                 }
                 let mut conn = self.store.conn().await?;
-                outgoing::mark_sent(&mut conn, row.id, token, &reply).await?;
+                let copy_token =
+                    outgoing::mark_sent(&mut conn, row.id, token, &reply, self.claim_secs())
+                        .await?;
                 drop(conn);
                 tracing::info!(
                     outgoing_id = row.id,
                     account_id = account.id,
                     "Message sent."
                 );
-                let copy = self.file_copy(&row, None).await?;
+                let copy = match copy_token {
+                    Some(t) => self.file_copy(&row, t, None).await?,
+                    None => None,
+                };
                 Ok(SendOutcome::Sent { copy })
             }
             Err(SubmitError::Interrupted(why)) => {
@@ -274,26 +288,48 @@ impl Worker {
         .await;
         let found = match found {
             Ok(found) => found,
-            Err(e) => {
+            Err(e) if row.attempts < i32::from(self.config.send_max_attempts) => {
                 // Can't look now: keep it unresolved and look again later.
                 let mut conn = self.store.conn().await?;
                 let delay = self.retry_delay(1).as_secs().max(1) as i64;
                 outgoing::retry_later(&mut conn, row.id, token, delay, &e.to_string()).await?;
                 return Ok(SendOutcome::Retrying(e.to_string()));
             }
+            Err(e) => {
+                let note = format!(
+                    "the worker sending it stopped after the message was transmitted, and Sent \
+                     could not be searched ({e}): it may or may not have been delivered, and \
+                     was not sent again"
+                );
+                let mut conn = self.store.conn().await?;
+                outgoing::finish(
+                    &mut conn,
+                    row.id,
+                    token,
+                    "unknown",
+                    "unknown_outcome",
+                    &note,
+                )
+                .await?;
+                return Ok(SendOutcome::Unknown(note));
+            }
         };
         let mut conn = self.store.conn().await?;
         match found {
             Some(remote) => {
-                outgoing::mark_sent(
+                let copy_token = outgoing::mark_sent(
                     &mut conn,
                     row.id,
                     token,
                     "found in Sent after an interrupted send",
+                    self.claim_secs(),
                 )
                 .await?;
                 drop(conn);
-                let copy = self.file_copy(&row, Some(remote)).await?;
+                let copy = match copy_token {
+                    Some(t) => self.file_copy(&row, t, Some(remote)).await?,
+                    None => None,
+                };
                 Ok(SendOutcome::Sent { copy })
             }
             None => {
@@ -317,9 +353,9 @@ impl Worker {
     async fn file_copy(
         &self,
         row: &Outgoing,
+        token: i32,
         found: Option<String>,
     ) -> Result<Option<i64>, StoreError> {
-        let token = row.attempts;
         let mut conn = self.store.conn().await?;
         let account = accounts::get(&mut conn, row.account_id).await?;
         drop(conn);

@@ -181,6 +181,13 @@ impl Worker {
                 tracing::info!(account_id, "Job skipped: the account is disabled.");
                 Ok(Err(Outcome::Skipped))
             }
+            // Deleted with its user (or on its own): its queued jobs are void, not poison.
+            Err(StoreError::NotFound { .. })
+                if mailfleet_store::deletion::was_deleted(&mut conn, account_id).await? =>
+            {
+                tracing::info!(account_id, "Job skipped: the account was deleted.");
+                Ok(Err(Outcome::Skipped))
+            }
             Err(StoreError::NotFound { .. }) => Ok(Err(Outcome::Rejected(format!(
                 "account {account_id} does not exist"
             )))),

@@ -13,8 +13,13 @@ async fn requests_without_the_bearer_token_are_refused() {
     assert_eq!(body["code"], "unauthorized");
     let wrong = app.http.get(&url).bearer_auth("nope").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
-    let right = app.http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
-    assert_eq!(right.status(), 200);
+    // The token alone is not enough: the request must name who it is for.
+    let anonymous = app.http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let body: serde_json::Value = anonymous.json().await.unwrap();
+    assert_eq!(body["code"], "acting_user_required");
+    let (status, _) = app.get("/v1/accounts").await;
+    assert_eq!(status, 200);
     // Probes need no token.
     let health = app
         .http
@@ -36,6 +41,7 @@ async fn requests_without_the_bearer_token_are_refused() {
 async fn bad_account_input_gets_a_typed_error_and_stores_nothing() {
     let app = App::start().await;
     let owner = app.create_user().await;
+    app.act_as(owner);
     let good = json!({
         "provider": "imap", "kind": "personal", "owner_user_id": owner,
         "email": "ann@example.test", "password": "pw",
@@ -55,7 +61,6 @@ async fn bad_account_input_gets_a_typed_error_and_stores_nothing() {
             "imap",
             json!({ "host": "", "port": 993, "encryption": "ssl" }),
         ),
-        ("owner_user_id", json!(999999)),
         ("kind", json!("team")),
         ("provider", json!("aol")),
     ];

@@ -24,6 +24,9 @@ pub struct App {
     pub worker: Arc<Worker>,
     pub api: String,
     pub http: reqwest::Client,
+    /// Sent as the acting user by `get`/`post`/`put`/`patch`: the owner of the account last
+    /// connected with `connect_account`, unless a test chose with `act_as`.
+    acting: std::sync::Mutex<Option<i64>>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -78,7 +81,7 @@ impl App {
             trust,
             config,
         ));
-        Self {
+        let app = Self {
             db,
             _queues: queues,
             store,
@@ -87,8 +90,13 @@ impl App {
             worker,
             api,
             http: reqwest::Client::new(),
+            acting: std::sync::Mutex::new(None),
             _server: server,
-        }
+        };
+        // Someone to act as before any account exists (connection tests, …).
+        let someone = app.create_user().await;
+        app.act_as(someone);
+        app
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -103,17 +111,18 @@ impl App {
         self.send(reqwest::Method::PATCH, path, body).await
     }
 
+    /// Makes `user` the acting user of later `get`/`post`/`put`/`patch` calls.
+    pub fn act_as(&self, user: i64) {
+        *self.acting.lock().unwrap() = Some(user);
+    }
+
+    pub fn acting(&self) -> Option<i64> {
+        *self.acting.lock().unwrap()
+    }
+
     async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.api))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
+        self.request_as(method, path, self.acting(), None, Some(body))
             .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// A request made for `user` (the acting user header), with an optional idempotency key.
@@ -185,15 +194,8 @@ impl App {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.api))
-            .bearer_auth(TOKEN)
-            .send()
+        self.request_as(reqwest::Method::GET, path, self.acting(), None, None)
             .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn create_user(&self) -> i64 {
@@ -207,9 +209,11 @@ impl App {
         user["id"].as_i64().unwrap()
     }
 
-    /// Connects `mailbox` over IMAPS (certificate verified against the test CA).
+    /// Connects `mailbox` over IMAPS (certificate verified against the test CA), as a
+    /// personal account of a new user, who becomes the acting user.
     pub async fn connect_account(&self, mailbox: &TestMailbox, extra: Value) -> Value {
         let owner = self.create_user().await;
+        self.act_as(owner);
         let mut body = json!({
             "provider": "imap", "kind": "personal", "owner_user_id": owner,
             "email": mailbox.address, "password": mailbox.password,

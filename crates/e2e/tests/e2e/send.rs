@@ -290,7 +290,8 @@ async fn bad_send_requests_get_a_clear_4xx_and_queue_nothing() {
             422,
             "invalid_request",
         ),
-        (Some(stranger), ok.clone(), 403, "forbidden"),
+        // Someone else's account is not theirs to learn of.
+        (Some(stranger), ok.clone(), 404, "not_found"),
         (None, ok.clone(), 401, "acting_user_required"),
         (Some(999_999), ok.clone(), 403, "unknown_user"),
     ];
@@ -386,7 +387,7 @@ async fn a_reply_carries_the_thread_headers_and_joins_the_thread() {
             json!({ "account_id": account_id, "to": [bob.address], "in_reply_to": parent }),
         )
         .await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 404);
 
     let (status, queued) = app
         .send_as(

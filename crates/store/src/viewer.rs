@@ -1,0 +1,159 @@
+//! Messages as one user may see them. Every read here runs as the database role
+//! `mailfleet_viewer` with the acting user (and, on a contact's profile, the contact) set
+//! for the transaction, so Postgres' row-level security decides what is visible — not a
+//! WHERE clause that a new query could forget (see the migration that creates the policies).
+
+use crate::{Conn, StoreError};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+/// Who is looking, and from where.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer {
+    pub user_id: i64,
+    /// Set on a contact's profile: messages linked to this contact are visible too, from
+    /// anyone's account.
+    pub profile_contact: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub account_id: Option<i64>,
+    pub folder: Option<String>,
+    pub contact_id: Option<i64>,
+    pub thread_key: Option<String>,
+    /// Keyset: continue after this (sort time, id).
+    pub after: Option<(DateTime<Utc>, i64)>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, diesel::QueryableByName, serde::Serialize)]
+pub struct MessageSummary {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub account_id: i64,
+    /// `None` when the folder is in an account the viewer can't read (a message seen on a
+    /// contact's profile).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub folder: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub message_id: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub thread_key: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub subject: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub from_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub from_email: Option<String>,
+    #[diesel(sql_type = Array<Text>)]
+    pub to: Vec<String>,
+    #[diesel(sql_type = Array<Text>)]
+    pub cc: Vec<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub sent_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub received_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Array<Text>)]
+    pub flags: Vec<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub snippet: Option<String>,
+    #[diesel(sql_type = Jsonb)]
+    pub attachments: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    #[serde(skip)]
+    pub sort_at: DateTime<Utc>,
+}
+
+/// Inside a transaction: from here on, read as `viewer` (role `mailfleet_viewer`, the
+/// settings the policies read). Both are `LOCAL`: they end with the transaction and never
+/// leak into the pool.
+async fn become_viewer(tx: &mut AsyncPgConnection, viewer: Viewer) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "SELECT set_config('mailfleet.viewer_id', $1, true),
+                set_config('mailfleet.contact_id', $2, true)",
+    )
+    .bind::<Text, _>(viewer.user_id.to_string())
+    .bind::<Text, _>(
+        viewer
+            .profile_contact
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+    )
+    .execute(tx)
+    .await?;
+    diesel::sql_query("SET LOCAL ROLE mailfleet_viewer")
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+const SORT_AT: &str = "COALESCE(m.received_at, m.sent_at, m.created_at)";
+
+/// Newest first, at most `filter.limit`.
+pub async fn list_messages(
+    conn: &mut Conn,
+    viewer: Viewer,
+    filter: &MessageFilter,
+) -> Result<Vec<MessageSummary>, StoreError> {
+    let conn: &mut AsyncPgConnection = conn;
+    conn.transaction(async |tx| {
+        become_viewer(tx, viewer).await?;
+        let (after_at, after_id) = match filter.after {
+            Some((at, id)) => (Some(at), Some(id)),
+            None => (None, None),
+        };
+        let rows = diesel::sql_query(format!(
+            "SELECT m.id, m.account_id, f.name AS folder, m.message_id, m.thread_key, m.subject,
+                    m.from_name, m.from_email,
+                    ARRAY(SELECT a.email FROM message_addresses a
+                          WHERE a.message_id = m.id AND a.field = 'to' ORDER BY a.position) AS to,
+                    ARRAY(SELECT a.email FROM message_addresses a
+                          WHERE a.message_id = m.id AND a.field = 'cc' ORDER BY a.position) AS cc,
+                    m.sent_at, m.received_at, m.flags, left(m.text_body, 200) AS snippet,
+                    m.attachments, {SORT_AT} AS sort_at
+             FROM messages m LEFT JOIN folders f ON f.id = m.folder_id
+             WHERE ($1::bigint IS NULL OR m.account_id = $1)
+               AND ($2::text IS NULL OR f.name = $2)
+               AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM message_contacts mc
+                                                  WHERE mc.message_id = m.id AND mc.contact_id = $3))
+               AND ($4::text IS NULL OR m.thread_key = $4)
+               AND ($5::timestamptz IS NULL OR ({SORT_AT}, m.id) < ($5, $6))
+             ORDER BY {SORT_AT} DESC, m.id DESC
+             LIMIT $7"
+        ))
+        .bind::<Nullable<BigInt>, _>(filter.account_id)
+        .bind::<Nullable<Text>, _>(filter.folder.as_deref())
+        .bind::<Nullable<BigInt>, _>(filter.contact_id)
+        .bind::<Nullable<Text>, _>(filter.thread_key.as_deref())
+        .bind::<Nullable<Timestamptz>, _>(after_at)
+        .bind::<Nullable<BigInt>, _>(after_id)
+        .bind::<BigInt, _>(filter.limit)
+        .load::<MessageSummary>(tx)
+        .await?;
+        Ok(rows)
+    })
+    .await
+}
+
+/// Whether `viewer` may read the account's mail (owner; shared: administrators and granted
+/// users) — the same rule the policies apply.
+pub async fn may_read_account(
+    conn: &mut Conn,
+    account_id: i64,
+    user_id: i64,
+) -> Result<bool, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct B {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        ok: bool,
+    }
+    let r: B = diesel::sql_query("SELECT mailfleet_may_read_account($1, $2) AS ok")
+        .bind::<BigInt, _>(account_id)
+        .bind::<BigInt, _>(user_id)
+        .get_result(conn)
+        .await?;
+    Ok(r.ok)
+}

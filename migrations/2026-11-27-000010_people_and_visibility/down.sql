@@ -1,0 +1,20 @@
+DROP POLICY folders_visible ON folders;
+ALTER TABLE folders DISABLE ROW LEVEL SECURITY;
+DROP POLICY message_contacts_visible ON message_contacts;
+ALTER TABLE message_contacts DISABLE ROW LEVEL SECURITY;
+DROP POLICY message_addresses_visible ON message_addresses;
+ALTER TABLE message_addresses DISABLE ROW LEVEL SECURITY;
+DROP POLICY messages_visible ON messages;
+ALTER TABLE messages DISABLE ROW LEVEL SECURITY;
+DROP FUNCTION mailfleet_linked_to_contact(BIGINT, BIGINT);
+DROP FUNCTION mailfleet_may_read_account(BIGINT, BIGINT);
+DROP FUNCTION mailfleet_profile_contact_id();
+DROP FUNCTION mailfleet_viewer_id();
+REVOKE ALL ON users, accounts, account_access, folders, messages, message_addresses,
+    message_contacts, contacts FROM mailfleet_viewer;
+REVOKE USAGE ON SCHEMA public FROM mailfleet_viewer;
+DROP INDEX messages_account_sort_idx;
+DROP TABLE deleted_accounts;
+ALTER TABLE accounts DROP CONSTRAINT accounts_primary_is_personal;
+DROP INDEX accounts_one_primary_per_user;
+DROP TABLE account_access;
