@@ -158,3 +158,28 @@ pub struct SeedArgs {
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
 }
+
+/// How `mailfleet account …` reaches the coordinator's API, and for whom it acts.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Client options")]
+pub struct ApiClientArgs {
+    /// Base URL of the coordinator's HTTP API.
+    #[arg(
+        long,
+        env = "MAILFLEET_API_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub api_url: String,
+    /// Bearer token of the API (required).
+    #[arg(
+        long,
+        env = "MAILFLEET_API_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub api_token: Option<Secret<String>>,
+    /// Id of the acting user, sent as `X-Mailfleet-User` (required).
+    #[arg(long = "user", env = "MAILFLEET_USER", global = true)]
+    pub user: Option<i64>,
+}

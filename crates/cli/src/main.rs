@@ -2,6 +2,7 @@
 //! (12-factor); every setting has a default that works against the quick start's services,
 //! except the secret key, which has none.
 
+mod account;
 mod config;
 mod demo;
 mod run;
@@ -33,6 +34,8 @@ enum Command {
     Worker(WorkerArgs),
     /// Seed a demo mailbox in the local Dovecot, run a coordinator and two workers, sync it.
     Demo(DemoArgs),
+    /// Manage mail accounts through a coordinator's HTTP API.
+    Account(account::AccountArgs),
     /// Create a local Dovecot user holding generated mail (benchmarks, manual testing).
     #[command(hide = true)]
     DevSeed(config::SeedArgs),
@@ -50,6 +53,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker(args) => run::worker(&cli.common, &args).await,
         Command::Demo(args) => demo::run(&cli.common, &args).await,
         Command::DevSeed(args) => demo::seed(&args).await,
+        // Prints its own errors (`error: <code>: <message>`) and picks the exit code.
+        Command::Account(args) => std::process::exit(account::run(args).await),
     };
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "Exiting with an error.");

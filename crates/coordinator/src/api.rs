@@ -78,6 +78,11 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/v1", v1)
+        // The API's description is public: it names no data.
+        .route(
+            "/v1/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -95,7 +100,7 @@ async fn readyz(State(s): State<ApiState>) -> Result<&'static str, ApiError> {
     Ok("ready")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUser {
     email: String,
@@ -104,6 +109,7 @@ struct CreateUser {
     is_admin: bool,
 }
 
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = CreateUser, responses((status = 201, body = UserView), (status = 409, description = "a user with that e-mail exists", body = crate::error::Body), (status = 422, description = "invalid input", body = crate::error::Body)))]
 async fn create_user(
     State(s): State<ApiState>,
     body: Result<Json<CreateUser>, JsonRejection>,
@@ -124,7 +130,7 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateAccount {
     provider: Provider,
@@ -132,6 +138,7 @@ struct CreateAccount {
     owner_user_id: Option<i64>,
     email: String,
     username: Option<String>,
+    #[schema(value_type = Option<String>, format = Password)]
     password: Option<Secret<String>>,
     imap: Option<ServerEndpoint>,
     smtp: Option<ServerEndpoint>,
@@ -157,6 +164,7 @@ fn check_endpoint(what: &str, e: &ServerEndpoint) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = CreateAccount, responses((status = 201, body = AccountView), (status = 403, description = "a personal account for someone else, or a shared one by a non-administrator", body = crate::error::Body), (status = 422, description = "invalid input", body = crate::error::Body)))]
 async fn create_account(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -265,6 +273,7 @@ async fn account_view(s: &ApiState, id: i64) -> Result<AccountView, ApiError> {
     Ok(AccountView::new(account, fs, &counts))
 }
 
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path)), responses((status = 200, body = AccountView), (status = 404, description = "no such account, or not one the user may read", body = crate::error::Body)))]
 async fn get_account(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -276,6 +285,7 @@ async fn get_account(
 
 /// The acting user's accounts: primary first, their other personal accounts, then the
 /// shared inboxes they reach.
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", responses((status = 200, description = "primary first, then the user's other accounts, then shared inboxes they reach", body = Vec<AccountView>)))]
 async fn list_accounts(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -291,11 +301,12 @@ async fn list_accounts(
     Ok(Json(out))
 }
 
+#[utoipa::path(post, path = "/v1/accounts/{id}/sync", tag = "accounts", params(("id" = i64, Path)), responses((status = 202, body = SyncQueued), (status = 404, description = "not found", body = crate::error::Body), (status = 409, description = "account_disabled", body = crate::error::Body)))]
 async fn sync_account_now(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<SyncQueued>), ApiError> {
     let account = user.account(&s, id, Need::Use).await?;
     if account.state != "active" {
         return Err(ApiError::new(
@@ -315,17 +326,31 @@ async fn sync_account_now(
     })?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "account_id": id, "queued": true, "new_job": published })),
+        Json(SyncQueued {
+            account_id: id,
+            queued: true,
+            new_job: published,
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+/// A sync is queued (or one already queued or running takes the request).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SyncQueued {
+    account_id: i64,
+    queued: bool,
+    /// False when a queued or running sync takes this request.
+    new_job: bool,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateAccount {
     create_contacts: Option<bool>,
     sync_from: Option<SyncWindow>,
 }
 
+#[utoipa::path(patch, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path)), request_body = UpdateAccount, responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "sync_window_fixed or invalid input", body = crate::error::Body)))]
 async fn update_account(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -355,7 +380,7 @@ async fn update_account(
     Ok(Json(account_view(&s, id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ActiveFolders {
     active: Vec<String>,
@@ -363,6 +388,7 @@ struct ActiveFolders {
 
 /// Chooses the synced folders. Folders no longer active lose their stored messages; newly
 /// active ones are synced at once.
+#[utoipa::path(put, path = "/v1/accounts/{id}/folders", tag = "accounts", params(("id" = i64, Path)), request_body = ActiveFolders, responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "unknown folder", body = crate::error::Body)))]
 async fn set_active_folders(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -380,13 +406,14 @@ async fn set_active_folders(
     Ok(Json(account_view(&s, id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConnectionTestRequest {
     #[serde(default = "imap_provider")]
     provider: Provider,
     email: String,
     username: Option<String>,
+    #[schema(value_type = Option<String>, format = Password)]
     password: Option<Secret<String>>,
     imap: ServerEndpoint,
     smtp: ServerEndpoint,
@@ -400,6 +427,7 @@ fn imap_provider() -> Provider {
 
 /// Checks IMAP login (and SMTP authentication) through a worker and returns the mailbox's
 /// folders, or a typed error. The coordinator never talks to mail servers itself.
+#[utoipa::path(post, path = "/v1/connection-tests", tag = "accounts", request_body = ConnectionTestRequest, responses((status = 200, description = "passed with the folders, or failed with a typed error", body = mailfleet_core::connection_test::ConnectionTestResult), (status = 422, description = "invalid input", body = crate::error::Body), (status = 503, description = "RabbitMQ unavailable", body = crate::error::Body), (status = 504, description = "no worker answered in time", body = crate::error::Body)))]
 async fn connection_test(
     State(s): State<ApiState>,
     _user: ActingUser,
@@ -479,15 +507,17 @@ async fn run_test(
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReconnectRequest {
+    #[schema(value_type = Option<String>, format = Password)]
     password: Option<Secret<String>>,
 }
 
 /// Re-enables an account after a connection test with its settings (and a new password, if
 /// given) passes. A failed test answers with the test's error code; the account stays as it
 /// was.
+#[utoipa::path(post, path = "/v1/accounts/{id}/reconnect", tag = "accounts", params(("id" = i64, Path)), request_body(content = Option<ReconnectRequest>), responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "the connection test failed (its code)", body = crate::error::Body)))]
 async fn reconnect_account(
     State(s): State<ApiState>,
     user: ActingUser,

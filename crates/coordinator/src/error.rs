@@ -12,8 +12,10 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Every error answer: a stable `code` for programs, a `message` for people.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct Body<'a> {
     code: &'a str,
     message: &'a str,
 }

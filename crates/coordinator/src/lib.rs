@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod compose;
 mod error;
+mod openapi;
 mod people;
 mod scheduler;
 mod sending;
@@ -13,5 +14,6 @@ mod views;
 
 pub use acting::ACTING_USER_HEADER;
 pub use api::{ApiState, router};
+pub use openapi::{ApiDoc, document as openapi_document};
 pub use scheduler::Scheduler;
 pub use sending::relay_one;

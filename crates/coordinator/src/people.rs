@@ -5,6 +5,7 @@
 use crate::acting::{ActingUser, Need, forbidden};
 use crate::api::ApiState;
 use crate::error::ApiError;
+use crate::views::MessageView;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 /// Messages deleted per statement when a mailbox goes.
 const DELETE_BATCH: i64 = 5_000;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct DeletedView {
     deleted_accounts: usize,
     deleted_messages: usize,
@@ -26,6 +27,7 @@ pub(crate) struct DeletedView {
 
 /// `DELETE /v1/users/{id}` (administrators): the user, their personal accounts and all of
 /// those accounts' mail and outgoing messages. Shared accounts and contacts stay.
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", params(("id" = i64, Path)), responses((status = 200, body = DeletedView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 404, description = "no such user", body = crate::error::Body)))]
 pub(crate) async fn delete_user(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -47,6 +49,7 @@ pub(crate) async fn delete_user(
 }
 
 /// `DELETE /v1/accounts/{id}`: its owner (personal) or an administrator (shared).
+#[utoipa::path(delete, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path)), responses((status = 200, body = DeletedView), (status = 403, description = "not the user's to delete", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body)))]
 pub(crate) async fn delete_account(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -63,11 +66,12 @@ pub(crate) async fn delete_account(
 }
 
 /// `POST /v1/accounts/{id}/primary`: one of the user's own (personal) accounts.
+#[utoipa::path(post, path = "/v1/accounts/{id}/primary", tag = "accounts", params(("id" = i64, Path)), responses((status = 200, body = PrimaryView), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "not_personal", body = crate::error::Body)))]
 pub(crate) async fn set_primary(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PrimaryView>, ApiError> {
     let account = user.account(&s, id, Need::Use).await?;
     if account.kind != "personal" || account.owner_user_id != Some(user.id()) {
         return Err(ApiError::new(
@@ -78,9 +82,16 @@ pub(crate) async fn set_primary(
     }
     let mut conn = s.store.conn().await?;
     accounts::set_primary(&mut conn, id, user.id()).await?;
-    Ok(Json(
-        serde_json::json!({ "account_id": id, "is_primary": true }),
-    ))
+    Ok(Json(PrimaryView {
+        account_id: id,
+        is_primary: true,
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PrimaryView {
+    account_id: i64,
+    is_primary: bool,
 }
 
 async fn shared_for_admin(s: &ApiState, user: &ActingUser, id: i64) -> Result<(), ApiError> {
@@ -96,12 +107,13 @@ async fn shared_for_admin(s: &ApiState, user: &ActingUser, id: i64) -> Result<()
     Ok(())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct AccessView {
     account_id: i64,
     user_ids: Vec<i64>,
 }
 
+#[utoipa::path(get, path = "/v1/accounts/{id}/access", tag = "accounts", params(("id" = i64, Path)), responses((status = 200, body = AccessView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 422, description = "not_shared", body = crate::error::Body)))]
 pub(crate) async fn list_access(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -115,7 +127,7 @@ pub(crate) async fn list_access(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GrantRequest {
     user_id: i64,
@@ -123,6 +135,7 @@ pub(crate) struct GrantRequest {
 
 /// `POST /v1/accounts/{id}/access` (administrators): lets a user read and send from a
 /// shared inbox.
+#[utoipa::path(post, path = "/v1/accounts/{id}/access", tag = "accounts", params(("id" = i64, Path)), request_body = GrantRequest, responses((status = 200, body = AccessView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 422, description = "not_shared or no such user", body = crate::error::Body)))]
 pub(crate) async fn grant_access(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -147,6 +160,7 @@ pub(crate) async fn grant_access(
     }))
 }
 
+#[utoipa::path(delete, path = "/v1/accounts/{id}/access/{user_id}", tag = "accounts", params(("id" = i64, Path), ("user_id" = i64, Path)), responses((status = 200, body = AccessView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 404, description = "no such grant", body = crate::error::Body)))]
 pub(crate) async fn revoke_access(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -167,20 +181,27 @@ pub(crate) async fn revoke_access(
     }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MessagesQuery {
+    /// Only this account's messages.
     account_id: Option<i64>,
+    /// Only this folder's (by name).
     folder: Option<String>,
+    /// Only messages linked to this contact.
     contact_id: Option<i64>,
+    /// Only this thread (a message's `thread_key`).
     thread: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// 1 to 200; 50 when not given.
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct MessagePage {
-    messages: Vec<MessageSummary>,
+    messages: Vec<MessageView>,
     /// Pass as `cursor` for the next page; `null` on the last one.
     next_cursor: Option<String>,
 }
@@ -234,13 +255,14 @@ async fn page(
         None
     };
     Ok(Json(MessagePage {
-        messages,
+        messages: messages.into_iter().map(MessageView::from).collect(),
         next_cursor,
     }))
 }
 
 /// `GET /v1/messages`: the acting user's own mail and the shared inboxes they reach,
 /// filtered by account, folder, contact or thread, newest first.
+#[utoipa::path(get, path = "/v1/messages", tag = "messages", params(MessagesQuery), responses((status = 200, body = MessagePage), (status = 422, description = "bad filter or cursor", body = crate::error::Body)))]
 pub(crate) async fn list_messages(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -260,6 +282,7 @@ pub(crate) async fn list_messages(
 
 /// `GET /v1/contacts/{id}/messages`: on a contact's profile, every message linked to the
 /// contact — from anyone's account — besides what the user sees anyway.
+#[utoipa::path(get, path = "/v1/contacts/{id}/messages", tag = "messages", params(("id" = i64, Path), MessagesQuery), responses((status = 200, body = MessagePage), (status = 404, description = "no such contact", body = crate::error::Body), (status = 422, description = "bad filter or cursor", body = crate::error::Body)))]
 pub(crate) async fn contact_messages(
     State(s): State<ApiState>,
     user: ActingUser,

@@ -8,6 +8,7 @@ use crate::api::ApiState;
 use crate::compose::{self, AttachmentFile, Draft, Party, Signature};
 use crate::error::ApiError;
 use axum::Json;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,14 +25,14 @@ use sha2::{Digest, Sha256};
 /// The most a message may carry in attachments (decoded), as most providers allow.
 pub const MAX_ATTACHMENT_BYTES: usize = 25 * 1024 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum Recipient {
     Bare(String),
     Named { email: String, name: Option<String> },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AttachmentIn {
     filename: String,
@@ -39,7 +40,7 @@ struct AttachmentIn {
     content_base64: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SendRequest {
     account_id: Option<i64>,
@@ -58,7 +59,7 @@ pub(crate) struct SendRequest {
     in_reply_to: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OutgoingView {
     pub id: i64,
     pub account_id: i64,
@@ -108,13 +109,14 @@ impl From<Outgoing> for OutgoingView {
 }
 
 /// `POST /v1/messages`: send from one of the acting user's accounts.
+#[utoipa::path(post, path = "/v1/messages", tag = "sending", params(("Idempotency-Key" = Option<String>, Header, description = "one outgoing message per account and key")), request_body = SendRequest, responses((status = 202, body = OutgoingView), (status = 404, description = "no such account or parent message, or not readable", body = crate::error::Body), (status = 409, description = "account_disabled or idempotency_key_reused", body = crate::error::Body), (status = 413, description = "too_large", body = crate::error::Body), (status = 422, description = "no_recipient, invalid_address, invalid_request", body = crate::error::Body)))]
 pub(crate) async fn send_message(
     State(s): State<ApiState>,
     user: ActingUser,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (req, sha) = parse_request(&body)?;
+    let (req, sha) = parse_request(&body.map_err(body_error)?)?;
     let account_id = req
         .account_id
         .ok_or_else(|| ApiError::invalid("account_id is required"))?;
@@ -142,12 +144,13 @@ pub(crate) async fn send_message(
 }
 
 /// `POST /v1/system-mail`: a system notice, from the system account, without a signature.
+#[utoipa::path(post, path = "/v1/system-mail", tag = "sending", params(("Idempotency-Key" = Option<String>, Header)), request_body = SendRequest, responses((status = 202, body = OutgoingView), (status = 409, description = "no_system_account, account_disabled or idempotency_key_reused", body = crate::error::Body), (status = 413, description = "too_large", body = crate::error::Body), (status = 422, description = "invalid input", body = crate::error::Body)))]
 pub(crate) async fn send_system_mail(
     State(s): State<ApiState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (req, sha) = parse_request(&body)?;
+    let (req, sha) = parse_request(&body.map_err(body_error)?)?;
     if req.account_id.is_some() || req.in_reply_to.is_some() {
         return Err(ApiError::invalid(
             "system mail goes from the system account: no account_id or in_reply_to",
@@ -180,6 +183,22 @@ pub(crate) async fn send_system_mail(
         },
     )
     .await
+}
+
+/// A body over the route's limit is refused before it is read: still a JSON error.
+fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the request is over the size limit (attachments may total at most {} MB)",
+                MAX_ATTACHMENT_BYTES / 1024 / 1024
+            ),
+        )
+    } else {
+        ApiError::invalid(e.body_text())
+    }
 }
 
 fn parse_request(body: &[u8]) -> Result<(SendRequest, Vec<u8>), ApiError> {
@@ -475,6 +494,7 @@ pub async fn relay_one(store: &Store, broker: &Broker, id: i64) -> bool {
 }
 
 /// `GET /v1/outgoing-messages/{id}`.
+#[utoipa::path(get, path = "/v1/outgoing-messages/{id}", tag = "sending", params(("id" = i64, Path)), responses((status = 200, body = OutgoingView), (status = 404, description = "not found", body = crate::error::Body)))]
 pub(crate) async fn get_outgoing(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -493,18 +513,19 @@ pub(crate) async fn get_outgoing(
     Ok(Json(o.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SystemAccountRequest {
     account_id: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct SystemAccountView {
     account_id: Option<i64>,
 }
 
 /// `PUT /v1/system-account` (administrators): designates the account that sends system mail.
+#[utoipa::path(put, path = "/v1/system-account", tag = "sending", request_body = SystemAccountRequest, responses((status = 200, body = SystemAccountView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 404, description = "no such account", body = crate::error::Body), (status = 409, description = "account_disabled", body = crate::error::Body)))]
 pub(crate) async fn set_system_account(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -529,6 +550,7 @@ pub(crate) async fn set_system_account(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/system-account", tag = "sending", responses((status = 200, body = SystemAccountView)))]
 pub(crate) async fn get_system_account(
     State(s): State<ApiState>,
 ) -> Result<Json<SystemAccountView>, ApiError> {
@@ -538,14 +560,14 @@ pub(crate) async fn get_system_account(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SignatureRequest {
     text: Option<String>,
     html: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct SignatureView {
     user_id: i64,
     text: Option<String>,
@@ -553,6 +575,7 @@ pub(crate) struct SignatureView {
 }
 
 /// `PUT /v1/users/{id}/signature`: the user themself, or an administrator.
+#[utoipa::path(put, path = "/v1/users/{id}/signature", tag = "users", params(("id" = i64, Path)), request_body = SignatureRequest, responses((status = 200, body = SignatureView), (status = 403, description = "not the user's own signature", body = crate::error::Body), (status = 404, description = "no such user", body = crate::error::Body)))]
 pub(crate) async fn set_signature(
     State(s): State<ApiState>,
     user: ActingUser,

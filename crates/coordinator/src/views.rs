@@ -5,7 +5,7 @@ use mailfleet_store::models::{Account, Folder, User};
 use serde::Serialize;
 use std::collections::HashMap;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: i64,
     pub email: String,
@@ -26,14 +26,14 @@ impl From<User> for UserView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EndpointView {
     pub host: Option<String>,
     pub port: Option<i32>,
     pub encryption: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FolderView {
     pub name: String,
     pub role: Option<String>,
@@ -43,7 +43,7 @@ pub struct FolderView {
     pub last_synced_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub id: i64,
     pub provider: String,
@@ -116,6 +116,53 @@ impl AccountView {
             message_count: folders.iter().map(|f| f.message_count).sum(),
             folders,
             created_at: a.created_at,
+        }
+    }
+}
+
+/// A message in a list, as the acting user may see it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MessageView {
+    pub id: i64,
+    pub account_id: i64,
+    /// `null` when the folder is in an account the user can't read (a message seen on a
+    /// contact's profile).
+    pub folder: Option<String>,
+    /// The Message-ID without angle brackets.
+    pub message_id: Option<String>,
+    pub thread_key: String,
+    pub subject: Option<String>,
+    pub from_name: Option<String>,
+    pub from_email: Option<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub flags: Vec<String>,
+    /// The first 200 characters of the text body.
+    pub snippet: Option<String>,
+    /// `[{"filename", "content_type", "size", "content_id", "inline"}]`
+    pub attachments: serde_json::Value,
+}
+
+impl From<mailfleet_store::viewer::MessageSummary> for MessageView {
+    fn from(m: mailfleet_store::viewer::MessageSummary) -> Self {
+        Self {
+            id: m.id,
+            account_id: m.account_id,
+            folder: m.folder,
+            message_id: m.message_id,
+            thread_key: m.thread_key,
+            subject: m.subject,
+            from_name: m.from_name,
+            from_email: m.from_email,
+            to: m.to,
+            cc: m.cc,
+            sent_at: m.sent_at,
+            received_at: m.received_at,
+            flags: m.flags,
+            snippet: m.snippet,
+            attachments: m.attachments,
         }
     }
 }

@@ -9,6 +9,7 @@ macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum $name { $( #[serde(rename = $text)] $variant ),+ }
 
         impl $name {
@@ -84,6 +85,7 @@ impl SyncWindow {
 
 /// Host, port and transport security of a mail server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerEndpoint {
     pub host: String,
     pub port: u16,

@@ -21,6 +21,7 @@ impl ConnectionSettings {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TestedFolder {
     pub name: String,
     pub delimiter: Option<String>,
@@ -29,6 +30,7 @@ pub struct TestedFolder {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TestFailure {
     /// `auth_failed`, `tls_error`, `unreachable`, `timeout`, `protocol_error`, …
     pub code: String,
@@ -38,13 +40,16 @@ pub struct TestFailure {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum ConnectionTestResult {
     Passed {
+        #[cfg_attr(feature = "openapi", schema(value_type = bool))]
         ok: True,
         folders: Vec<TestedFolder>,
     },
     Failed {
+        #[cfg_attr(feature = "openapi", schema(value_type = bool))]
         ok: False,
         error: TestFailure,
     },

@@ -251,6 +251,26 @@ pub async fn delivered_copies(mailbox: &LocalMailbox, message_id: &str) -> usize
     }
 }
 
+/// Counts rows as `role` sees them (`SET LOCAL ROLE`).
+pub async fn count_as_role(url: &str, role: &str, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct C {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    let mut c = AsyncPgConnection::establish(url).await.expect("connect");
+    let (role, sql) = (role.to_owned(), sql.to_owned());
+    c.transaction::<_, diesel::result::Error, _>(async |tx| {
+        diesel::sql_query(format!("SET LOCAL ROLE {role}"))
+            .execute(tx)
+            .await?;
+        let row: C = diesel::sql_query(&sql).get_result(tx).await?;
+        Ok(row.count)
+    })
+    .await
+    .expect("query as role")
+}
+
 /// Counts rows as the API's database role sees them for `viewer` (row-level security on):
 /// `sql` is run as is, with no filter of its own.
 pub async fn count_as_viewer(url: &str, viewer: i64, sql: &str) -> i64 {

@@ -515,3 +515,36 @@ async fn deleting_a_user_removes_their_mailboxes_and_jobs_and_keeps_shared_inbox
         "jobs of a deleted user are dropped, not dead-lettered"
     );
 }
+
+#[tokio::test]
+async fn another_database_role_reading_the_crm_tables_still_sees_every_row() {
+    let app = App::start().await;
+    let mailbox = seeded(3);
+    app.connect_account(&mailbox, json!({ "active_folders": ["INBOX"] }))
+        .await;
+    app.work_one().await;
+    // A CRM's own read-only role (not the table owner, no BYPASSRLS).
+    let role = format!(
+        "crm_reader_{}",
+        mailfleet_testkit::unique_suffix().replace('-', "_")
+    );
+    execute(&app.db.url, &format!("CREATE ROLE {role} NOLOGIN")).await;
+    execute(
+        &app.db.url,
+        &format!("GRANT SELECT ON messages, message_addresses TO {role}"),
+    )
+    .await;
+    let n = mailfleet_testkit::count_as_role(
+        &app.db.url,
+        &role,
+        "SELECT count(*) AS count FROM messages",
+    )
+    .await;
+    execute(
+        &app.db.url,
+        &format!("REVOKE ALL ON messages, message_addresses FROM {role}"),
+    )
+    .await;
+    execute(&app.db.url, &format!("DROP ROLE {role}")).await;
+    assert_eq!(n, 3);
+}

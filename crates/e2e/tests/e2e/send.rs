@@ -311,6 +311,22 @@ async fn bad_send_requests_get_a_clear_4xx_and_queue_nothing() {
             "{body} → {answer}"
         );
     }
+    // Attachments over the limit: a JSON error whether the body is read or refused unread.
+    let big = |mb: usize| {
+        with(
+            "attachments",
+            json!([{ "filename": "big.bin", "content_type": "application/octet-stream",
+                     "content_base64": "A".repeat(mb * 1024 * 1024 / 3 * 4) }]),
+        )
+    };
+    for mb in [26, 40] {
+        let (got, answer) = app.send_as(user, None, big(mb)).await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (413, Some("too_large")),
+            "{mb} MB"
+        );
+    }
     // The same idempotency key with another request is refused, not silently merged.
     let (status, _) = app.send_as(user, Some("k"), ok.clone()).await;
     assert_eq!(status, 202);
