@@ -354,7 +354,7 @@ def check_chart(r: Report, helm: str) -> None:
 
     scenarios = [
         ("ci-values (chart Secret, KEDA, OTel)", ["-f", str(CI_VALUES)],
-         {"queuePrefix": "mailfleet", "keda": True, "otel": "http://otel-collector.observability:4317"}),
+         {"queuePrefix": "mailfleet", "keda": True, "otel": "http://otel-collector.observability:4318"}),
         ("existingSecret, no KEDA", [
             "--set", "existingSecret=mailfleet-env", "--set", "queuePrefix=acme",
             "--set", "worker.replicas=3", "--set", "worker.extraCA.configMap=mail-ca"],
@@ -498,9 +498,11 @@ def check_compose(r: Report, docker_compose: str | None) -> None:
     grpc = protocols.get("grpc", {}).get("endpoint", "")
     r.check(grpc.endswith(":4317") and protocols.get("http", {}).get("endpoint", "").endswith(":4318"),
             "otel-collector.yaml: OTLP gRPC on 4317 and HTTP on 4318")
-    grpc_port = grpc.rsplit(":", 1)[-1]
+    # mailfleet exports OTLP over HTTP (opentelemetry-otlp with the http-proto/http-json
+    # features; no gRPC client is built in).
+    http_port = protocols.get("http", {}).get("endpoint", "").rsplit(":", 1)[-1]
     ep = env_of(services.get("worker", {})).get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-    r.check(ep.endswith(f":{grpc_port}"), "compose: the OTLP endpoint is the collector's gRPC port")
+    r.check(ep.endswith(f":{http_port}"), "compose: the OTLP endpoint is the collector's HTTP port")
     pipelines = conf.get("service", {}).get("pipelines", {})
     r.check({"traces", "metrics", "logs"} <= pipelines.keys(), "otel-collector.yaml: traces, metrics and logs pipelines")
     for pname, pl in pipelines.items():

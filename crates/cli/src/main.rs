@@ -6,7 +6,6 @@ mod account;
 mod config;
 mod demo;
 mod run;
-mod telemetry;
 
 use clap::{Parser, Subcommand};
 use config::{Common, CoordinatorArgs, DemoArgs, WorkerArgs};
@@ -46,7 +45,13 @@ async fn main() -> anyhow::Result<()> {
     // reqwest and rustls need a crypto provider before any client is built.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    telemetry::init(&cli.common.log_format);
+    let service = match &cli.command {
+        Command::Coordinator(_) => "mailfleet-coordinator",
+        Command::Worker(_) => "mailfleet-worker",
+        _ => "mailfleet",
+    };
+    // Flushes spans when dropped, at the end of main.
+    let _telemetry = mailfleet_telemetry::init(service, &cli.common.log_format);
     let result = match cli.command {
         Command::Migrate => run::migrate(&cli.common).await,
         Command::Coordinator(args) => run::coordinator(&cli.common, &args).await,
@@ -54,7 +59,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&cli.common, &args).await,
         Command::DevSeed(args) => demo::seed(&args).await,
         // Prints its own errors (`error: <code>: <message>`) and picks the exit code.
-        Command::Account(args) => std::process::exit(account::run(args).await),
+        Command::Account(args) => {
+            let code = account::run(args).await;
+            drop(_telemetry);
+            std::process::exit(code)
+        }
     };
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "Exiting with an error.");

@@ -105,12 +105,25 @@ pub async fn worker(common: &Common, args: &WorkerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `/healthz` (alive: answers at all) and `/readyz` (consuming, broker and database up).
+/// `/healthz` (alive: answers at all), `/readyz` (consuming, broker and database up) and
+/// `/metrics` (Prometheus).
 async fn serve_worker_health(listener: tokio::net::TcpListener, worker: Arc<Worker>) {
     use axum::http::StatusCode;
     use axum::routing::get;
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        mailfleet_telemetry::metrics::CONTENT_TYPE,
+                    )],
+                    mailfleet_telemetry::metrics::render(),
+                )
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

@@ -75,7 +75,8 @@ pub fn router(state: ApiState) -> Router {
                     sending::MAX_ATTACHMENT_BYTES / 3 * 4 + (2 << 20),
                 )),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route_layer(middleware::from_fn(trace_request));
     Router::new()
         .nest("/v1", v1)
         // The API's description is public: it names no data.
@@ -84,8 +85,78 @@ pub fn router(state: ApiState) -> Router {
             get(|| async { Json(crate::openapi::document()) }),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .with_state(state)
+}
+
+/// One span per API request, named by its route; a CRM that sends `traceparent` gets the
+/// request (and the jobs it publishes) in its own trace.
+async fn trace_request(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| request.uri().path().to_owned());
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{} {route}", request.method()),
+        method = %request.method(),
+        route,
+        status = tracing::field::Empty,
+    );
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("trace"))
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    mailfleet_telemetry::propagation::continue_from(&span, &headers);
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    response
+}
+
+/// Prometheus metrics; the coordinator adds what it sees from above: accounts by state and
+/// the backlog of each queue.
+async fn metrics(State(s): State<ApiState>) -> impl axum::response::IntoResponse {
+    let m = mailfleet_telemetry::metrics::metrics();
+    if let Ok(mut conn) = s.store.conn().await
+        && let Ok(states) = accounts::count_by_state(&mut conn).await
+    {
+        for (state, n) in states {
+            m.accounts
+                .get_or_create(&mailfleet_telemetry::metrics::State { state })
+                .set(n);
+        }
+    }
+    let names = s.broker.names();
+    for queue in [
+        &names.sync,
+        &names.refresh,
+        &names.send,
+        &names.test_connection,
+        &names.dead,
+    ] {
+        if let Ok(n) = s.broker.ready_count(queue).await {
+            m.queue_messages
+                .get_or_create(&mailfleet_telemetry::metrics::Queue {
+                    queue: queue.clone(),
+                })
+                .set(i64::from(n));
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            mailfleet_telemetry::metrics::CONTENT_TYPE,
+        )],
+        mailfleet_telemetry::metrics::render(),
+    )
 }
 
 async fn readyz(State(s): State<ApiState>) -> Result<&'static str, ApiError> {

@@ -131,8 +131,12 @@ impl Scheduler {
     }
 
     async fn publish(&self, account_id: i64) -> Result<bool, ScheduleError> {
+        use tracing::Instrument;
         let env = JobEnvelope::new(Job::SyncAccount { account_id });
-        match self.broker.publish(&env).await {
+        // A scheduled sync starts its own trace; one asked for by an API request continues
+        // the request's.
+        let span = tracing::info_span!("publish sync_account", account_id, job_id = %env.job_id);
+        match self.broker.publish(&env).instrument(span).await {
             Ok(()) => {
                 tracing::debug!(account_id, job_id = %env.job_id, "Sync job published.");
                 Ok(true)

@@ -27,6 +27,16 @@ pub enum Job {
 }
 
 impl Job {
+    /// The account the job acts on, when it names one.
+    pub fn account_id(&self) -> Option<i64> {
+        match self {
+            Job::SyncAccount { account_id } | Job::RefreshFolders { account_id } => {
+                Some(*account_id)
+            }
+            Job::SendMessage { .. } | Job::TestConnection { .. } => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Job::SyncAccount { .. } => "sync_account",

@@ -57,6 +57,7 @@ impl ImapSettings {
 type Client = async_imap::Client<ImapStream>;
 
 /// Connects, secures the connection as configured and logs in.
+#[tracing::instrument(name = "imap.connect", skip_all, fields(host = %settings.host, port = settings.port))]
 pub async fn connect(
     settings: &ImapSettings,
     trust: &TlsTrust,

@@ -348,6 +348,7 @@ fn role_of(name: &str, attributes: &[NameAttribute<'_>]) -> Option<FolderRole> {
 
 #[async_trait]
 impl MailSession for ImapSession {
+    #[tracing::instrument(name = "imap.list_folders", skip_all)]
     async fn list_folders(&mut self) -> Result<Vec<RemoteFolder>, ProviderError> {
         let names: Vec<_> = timeout(self.command_timeout, async {
             self.session
@@ -400,6 +401,7 @@ impl MailSession for ImapSession {
         })
     }
 
+    #[tracing::instrument(name = "imap.next_changes", skip_all, fields(folder = %folder.name))]
     async fn next_changes(
         &mut self,
         folder: &RemoteFolder,
@@ -494,6 +496,7 @@ impl MailSession for ImapSession {
         })
     }
 
+    #[tracing::instrument(name = "imap.find_message", skip_all, fields(folder))]
     async fn find_message(
         &mut self,
         folder: &str,
@@ -518,6 +521,7 @@ impl MailSession for ImapSession {
         Ok(found.first().map(|uid| remote_id(uidvalidity, *uid)))
     }
 
+    #[tracing::instrument(name = "imap.append", skip_all, fields(folder, bytes = raw.len()))]
     async fn append_seen(&mut self, folder: &str, raw: &[u8]) -> Result<(), ProviderError> {
         self.open = None;
         timeout(

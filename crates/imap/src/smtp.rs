@@ -88,6 +88,7 @@ pub struct SmtpSubmission {
 impl SmtpSubmission {
     /// Connects, secures the connection as configured (STARTTLS required, never
     /// opportunistic) and authenticates.
+    #[tracing::instrument(name = "smtp.connect", skip_all, fields(host = %s.host, port = s.port))]
     pub async fn open(s: &SmtpSettings, trust: &TlsTrust) -> Result<Self, ProviderError> {
         let hello = ClientId::default();
         let tls = tls_parameters(s, trust)?;
@@ -194,6 +195,7 @@ impl MailSubmission for SmtpSubmission {
         Ok(())
     }
 
+    #[tracing::instrument(name = "smtp.transmit", skip_all, fields(bytes = raw.len()))]
     async fn transmit(&mut self, raw: &[u8]) -> Result<String, SubmitError> {
         // Until the server answers DATA with 354 nothing of the message has left.
         self.command(Data).await?;

@@ -6,7 +6,7 @@ use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use mailfleet_core::{Job, JobEnvelope};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ pub use lapin::message::Delivery;
 pub use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions,
 };
+pub use lapin::types::AMQPValue;
 
 /// RabbitMQ's direct reply-to pseudo-queue.
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -154,14 +155,22 @@ impl Broker {
         let props = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_message_id(envelope.job_id.to_string().into())
-            .with_type(envelope.job.kind().into());
-        self.publish_confirmed(
-            self.names.for_job(&envelope.job),
-            &envelope.to_bytes(),
-            props,
-        )
-        .await
-        .map_err(|e| match e {
+            .with_type(envelope.job.kind().into())
+            .with_headers(trace_headers());
+        let published = self
+            .publish_confirmed(
+                self.names.for_job(&envelope.job),
+                &envelope.to_bytes(),
+                props,
+            )
+            .await;
+        if published.is_ok() {
+            let m = mailfleet_telemetry::metrics::metrics();
+            m.jobs_published
+                .get_or_create(&m.kind(envelope.job.kind()))
+                .inc();
+        }
+        published.map_err(|e| match e {
             QueueError::Unroutable(_) => QueueError::Unroutable(envelope.job_id.to_string()),
             QueueError::NotConfirmed(_) => QueueError::NotConfirmed(envelope.job_id.to_string()),
             other => other,
@@ -183,6 +192,14 @@ impl Broker {
             AMQPValue::LongString(delivery.routing_key.as_str().into()),
         );
         let props = delivery.properties.clone().with_headers(headers);
+        let m = mailfleet_telemetry::metrics::metrics();
+        let kind = delivery
+            .properties
+            .kind()
+            .as_ref()
+            .map(|k| k.as_str().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        m.jobs_dead_lettered.get_or_create(&m.kind(&kind)).inc();
         match self
             .publish_confirmed(&self.names.dead, &delivery.data, props)
             .await
@@ -260,6 +277,7 @@ impl Broker {
                 .with_type(envelope.job.kind().into())
                 .with_reply_to(REPLY_TO.into())
                 .with_correlation_id(correlation.as_str().into())
+                .with_headers(trace_headers())
                 // A request nobody took in time is worthless: let the broker drop it.
                 .with_expiration(timeout.as_millis().to_string().into()),
         )
@@ -480,6 +498,33 @@ async fn declare_topology(ch: &Channel, names: &QueueNames) -> Result<(), QueueE
         .await?;
     }
     Ok(())
+}
+
+/// The publishing span's W3C trace context, as AMQP headers.
+fn trace_headers() -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in mailfleet_telemetry::propagation::current_headers() {
+        t.insert(k.into(), AMQPValue::LongString(v.into()));
+    }
+    t
+}
+
+/// The text headers of a delivery (where a job's trace context travels).
+pub fn text_headers(delivery: &Delivery) -> Vec<(String, String)> {
+    let Some(h) = delivery.properties.headers() else {
+        return Vec::new();
+    };
+    h.inner()
+        .iter()
+        .filter_map(|(k, v)| {
+            let text = match v {
+                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                AMQPValue::ShortString(s) => s.as_str().to_owned(),
+                _ => return None,
+            };
+            Some((k.as_str().to_owned(), text))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -377,3 +377,12 @@ pub async fn set_primary(conn: &mut Conn, id: i64, owner_user_id: i64) -> Result
     })
     .await
 }
+
+/// How many accounts are in each state (`active`, `disabled`).
+pub async fn count_by_state(conn: &mut Conn) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(accounts::table
+        .group_by(accounts::state)
+        .select((accounts::state, diesel::dsl::count_star()))
+        .load(conn)
+        .await?)
+}

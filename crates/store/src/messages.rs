@@ -62,6 +62,7 @@ const ADDRESS_ROWS_PER_INSERT: usize = 10_000;
 /// Stores a batch of fetched messages and moves the folder's cursor past them, in one
 /// transaction: either both happen or neither, so a crash re-fetches the batch and the unique
 /// (folder_id, remote_id) key drops what is already there.
+#[tracing::instrument(name = "db.store_batch", skip_all, fields(folder_id = owner.folder_id, messages = batch.len()))]
 pub async fn store_batch(
     conn: &mut Conn,
     owner: &BatchOwner,

@@ -62,6 +62,7 @@ pub enum SyncError {
 /// Syncs every active folder of `account` through `session`. A folder that fails with a
 /// permanent error is reported and skipped; authentication, network and database errors end
 /// the sync (the caller decides to retry or disable).
+#[tracing::instrument(name = "sync.account", skip_all, fields(account_id = account.id))]
 pub async fn sync_account(
     store: &Store,
     session: &mut dyn MailSession,
@@ -168,6 +169,7 @@ fn listed_folders(remote: &[RemoteFolder], first_listing: bool) -> Vec<ListedFol
 
 /// The hourly folder refresh: the stored folder list becomes the server's (new folders
 /// inactive, vanished ones deleted with their messages).
+#[tracing::instrument(name = "sync.refresh_folders", skip_all, fields(account_id = account.id))]
 pub async fn refresh_folders(
     store: &Store,
     session: &mut dyn MailSession,
@@ -186,6 +188,7 @@ pub async fn refresh_folders(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(name = "sync.folder", skip_all, fields(folder = %folder.name))]
 async fn sync_folder(
     store: &Store,
     session: &mut dyn MailSession,

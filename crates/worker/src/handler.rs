@@ -10,6 +10,7 @@ use mailfleet_sync::{SyncOptions, SyncReport};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -280,10 +281,44 @@ impl Worker {
     /// Runs one delivery and settles it: ack after the outcome is committed, reject (→ dead
     /// letter) what can never succeed, requeue when the database is unavailable.
     pub async fn handle(&self, delivery: Delivery) -> Result<Outcome, QueueError> {
-        let outcome = match JobEnvelope::from_bytes(&delivery.data) {
-            Err(e) => Outcome::Rejected(e.to_string()),
-            Ok(env) => self.run_holding(&delivery, &env).await,
+        let parsed = JobEnvelope::from_bytes(&delivery.data);
+        let kind = match &parsed {
+            Ok(env) => env.job.kind(),
+            Err(_) => "malformed",
         };
+        // The job's span continues the trace of whoever published it (traceparent header).
+        let span = tracing::info_span!(
+            "job",
+            otel.name = %format!("{kind} job"),
+            kind,
+            job_id = tracing::field::Empty,
+            account_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            attempt = delivery_attempt(&delivery),
+        );
+        mailfleet_telemetry::propagation::continue_from(
+            &span,
+            &mailfleet_queue::text_headers(&delivery),
+        );
+        if let Ok(env) = &parsed {
+            span.record("job_id", tracing::field::display(env.job_id));
+            if let Some(id) = env.job.account_id() {
+                span.record("account_id", id);
+            }
+        }
+        let started = std::time::Instant::now();
+        let outcome = async {
+            if let Some(t) = mailfleet_telemetry::current_trace_id() {
+                tracing::Span::current().record("trace_id", t);
+            }
+            match parsed {
+                Err(e) => Outcome::Rejected(e.to_string()),
+                Ok(env) => self.run_holding(&delivery, &env).await,
+            }
+        }
+        .instrument(span)
+        .await;
+        record_metrics(kind, &outcome, started.elapsed());
         match &outcome {
             Outcome::Rejected(why) => {
                 tracing::warn!(reason = %why, "Job dead-lettered.");
@@ -304,6 +339,76 @@ impl Worker {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// Which delivery of the job this is (RabbitMQ counts them on quorum queues).
+fn delivery_attempt(delivery: &Delivery) -> i64 {
+    let counted = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned())
+        .and_then(|v| match v {
+            mailfleet_queue::AMQPValue::LongLongInt(n) => Some(n),
+            mailfleet_queue::AMQPValue::LongInt(n) => Some(i64::from(n)),
+            mailfleet_queue::AMQPValue::LongUInt(n) => Some(i64::from(n)),
+            _ => None,
+        });
+    counted
+        .map(|n| n + 1)
+        .unwrap_or(if delivery.redelivered { 2 } else { 1 })
+}
+
+fn record_metrics(kind: &str, outcome: &Outcome, took: Duration) {
+    let m = mailfleet_telemetry::metrics::metrics();
+    let k = m.kind(kind);
+    if matches!(outcome, Outcome::Empty) {
+        return;
+    }
+    m.jobs_consumed.get_or_create(&k).inc();
+    m.job_duration.get_or_create(&k).observe(took.as_secs_f64());
+    match outcome {
+        Outcome::Synced(r) => {
+            m.messages_synced.inc_by(r.messages_added as u64);
+            m.fetched_bytes.inc_by(r.bytes_fetched);
+        }
+        Outcome::Failed(e) => {
+            m.jobs_failed.get_or_create(&k).inc();
+            let class = match e.class() {
+                mailfleet_provider::ErrorClass::AuthFailed => "auth_failed",
+                mailfleet_provider::ErrorClass::Transient => "transient",
+                mailfleet_provider::ErrorClass::RateLimited => "rate_limited",
+                mailfleet_provider::ErrorClass::Permanent => "permanent",
+            };
+            m.provider_errors
+                .get_or_create(&mailfleet_telemetry::metrics::Class {
+                    class: class.into(),
+                })
+                .inc();
+        }
+        Outcome::Requeued(_) => {
+            m.jobs_failed.get_or_create(&k).inc();
+        }
+        Outcome::LeaseLost => {
+            m.lease_takeovers.inc();
+        }
+        Outcome::Send(s) => {
+            let outcome = match s {
+                crate::SendOutcome::Sent { .. } => "sent",
+                crate::SendOutcome::Retrying(_) => "retrying",
+                crate::SendOutcome::Failed { .. } => "failed",
+                crate::SendOutcome::Unknown(_) => "unknown",
+                crate::SendOutcome::CopyFiled(_) => "copy_filed",
+                crate::SendOutcome::NotNow | crate::SendOutcome::Settled(_) => return,
+            };
+            m.messages_sent
+                .get_or_create(&mailfleet_telemetry::metrics::Outcome {
+                    outcome: outcome.into(),
+                })
+                .inc();
+        }
+        _ => {}
     }
 }
 
