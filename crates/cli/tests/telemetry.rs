@@ -18,22 +18,29 @@ fn free_addr() -> String {
     l.local_addr().unwrap().to_string()
 }
 
-/// An OTLP/HTTP receiver (JSON encoding) that keeps every trace export it is sent.
-async fn otlp_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let store = got.clone();
-    let app = axum::Router::new().route(
-        "/v1/traces",
+/// What an OTLP/HTTP receiver (JSON encoding) was sent: trace and metric exports.
+#[derive(Clone, Default)]
+struct Received {
+    traces: Arc<Mutex<Vec<Value>>>,
+    metrics: Arc<Mutex<Vec<Value>>>,
+}
+
+async fn otlp_receiver() -> (String, Received) {
+    let got = Received::default();
+    let keep = |into: Arc<Mutex<Vec<Value>>>| {
         axum::routing::post(move |body: axum::body::Bytes| {
-            let store = store.clone();
+            let into = into.clone();
             async move {
                 if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                    store.lock().unwrap().push(v);
+                    into.lock().unwrap().push(v);
                 }
                 axum::Json(json!({}))
             }
-        }),
-    );
+        })
+    };
+    let app = axum::Router::new()
+        .route("/v1/traces", keep(got.traces.clone()))
+        .route("/v1/metrics", keep(got.metrics.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -76,6 +83,7 @@ impl Fleet {
                 .env("MAILFLEET_LOG_FORMAT", "json")
                 .env("RUST_LOG", log_level)
                 .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+                .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
                 .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
                 .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
                 .stdin(Stdio::null())
@@ -327,7 +335,17 @@ async fn one_sync_is_one_trace_from_the_api_request_to_the_workers_imap_and_data
     }
 
     fleet.stop();
-    let exported = spans(&exports.lock().unwrap());
+    // Metrics go out by OTLP too.
+    let pushed = serde_json::to_string(&*exports.metrics.lock().unwrap()).unwrap();
+    assert!(
+        pushed.contains("mailfleet_jobs_consumed"),
+        "no OTLP metrics: {pushed}"
+    );
+    assert!(
+        pushed.contains("mailfleet_jobs_published"),
+        "no OTLP metrics: {pushed}"
+    );
+    let exported = spans(&exports.traces.lock().unwrap());
     let request = exported
         .iter()
         .find(|s| s.0 == "mailfleet-coordinator" && s.4 == "POST /v1/accounts")

@@ -129,9 +129,7 @@ async fn metrics(State(s): State<ApiState>) -> impl axum::response::IntoResponse
         && let Ok(states) = accounts::count_by_state(&mut conn).await
     {
         for (state, n) in states {
-            m.accounts
-                .get_or_create(&mailfleet_telemetry::metrics::State { state })
-                .set(n);
+            m.set_accounts(&state, n);
         }
     }
     let names = s.broker.names();
@@ -143,11 +141,7 @@ async fn metrics(State(s): State<ApiState>) -> impl axum::response::IntoResponse
         &names.dead,
     ] {
         if let Ok(n) = s.broker.ready_count(queue).await {
-            m.queue_messages
-                .get_or_create(&mailfleet_telemetry::metrics::Queue {
-                    queue: queue.clone(),
-                })
-                .set(i64::from(n));
+            m.set_queue_messages(queue, i64::from(n));
         }
     }
     (

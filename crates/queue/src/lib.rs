@@ -165,10 +165,7 @@ impl Broker {
             )
             .await;
         if published.is_ok() {
-            let m = mailfleet_telemetry::metrics::metrics();
-            m.jobs_published
-                .get_or_create(&m.kind(envelope.job.kind()))
-                .inc();
+            mailfleet_telemetry::metrics::metrics().job_published(envelope.job.kind());
         }
         published.map_err(|e| match e {
             QueueError::Unroutable(_) => QueueError::Unroutable(envelope.job_id.to_string()),
@@ -192,14 +189,13 @@ impl Broker {
             AMQPValue::LongString(delivery.routing_key.as_str().into()),
         );
         let props = delivery.properties.clone().with_headers(headers);
-        let m = mailfleet_telemetry::metrics::metrics();
         let kind = delivery
             .properties
             .kind()
             .as_ref()
             .map(|k| k.as_str().to_owned())
             .unwrap_or_else(|| "unknown".into());
-        m.jobs_dead_lettered.get_or_create(&m.kind(&kind)).inc();
+        mailfleet_telemetry::metrics::metrics().job_dead_lettered(&kind);
         match self
             .publish_confirmed(&self.names.dead, &delivery.data, props)
             .await

@@ -1,6 +1,6 @@
 //! What SREs see of a mailfleet process: logs (text, or JSON lines), traces (OpenTelemetry,
 //! exported by OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, carried across RabbitMQ in W3C
-//! `traceparent` headers) and Prometheus metrics.
+//! `traceparent` headers) and metrics (Prometheus `/metrics`, and OTLP when configured).
 
 pub mod metrics;
 pub mod propagation;
@@ -30,6 +30,7 @@ impl Drop for Telemetry {
         if let Err(e) = self.provider.shutdown() {
             eprintln!("telemetry: flushing spans failed: {e}");
         }
+        metrics::shutdown();
     }
 }
 
@@ -57,6 +58,7 @@ pub fn init(service: &str, log_format: &str) -> Telemetry {
     let resource = Resource::builder()
         .with_service_name(service.to_owned())
         .build();
+    metrics::install(resource.clone(), otlp_configured());
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     let mut exporting = false;
     if otlp_configured() {

@@ -362,52 +362,31 @@ fn delivery_attempt(delivery: &Delivery) -> i64 {
 
 fn record_metrics(kind: &str, outcome: &Outcome, took: Duration) {
     let m = mailfleet_telemetry::metrics::metrics();
-    let k = m.kind(kind);
     if matches!(outcome, Outcome::Empty) {
         return;
     }
-    m.jobs_consumed.get_or_create(&k).inc();
-    m.job_duration.get_or_create(&k).observe(took.as_secs_f64());
+    m.job_consumed(kind, took.as_secs_f64());
     match outcome {
-        Outcome::Synced(r) => {
-            m.messages_synced.inc_by(r.messages_added as u64);
-            m.fetched_bytes.inc_by(r.bytes_fetched);
-        }
+        Outcome::Synced(r) => m.synced(r.messages_added as u64, r.bytes_fetched),
         Outcome::Failed(e) => {
-            m.jobs_failed.get_or_create(&k).inc();
-            let class = match e.class() {
+            m.job_failed(kind);
+            m.provider_error(match e.class() {
                 mailfleet_provider::ErrorClass::AuthFailed => "auth_failed",
                 mailfleet_provider::ErrorClass::Transient => "transient",
                 mailfleet_provider::ErrorClass::RateLimited => "rate_limited",
                 mailfleet_provider::ErrorClass::Permanent => "permanent",
-            };
-            m.provider_errors
-                .get_or_create(&mailfleet_telemetry::metrics::Class {
-                    class: class.into(),
-                })
-                .inc();
+            });
         }
-        Outcome::Requeued(_) => {
-            m.jobs_failed.get_or_create(&k).inc();
-        }
-        Outcome::LeaseLost => {
-            m.lease_takeovers.inc();
-        }
-        Outcome::Send(s) => {
-            let outcome = match s {
-                crate::SendOutcome::Sent { .. } => "sent",
-                crate::SendOutcome::Retrying(_) => "retrying",
-                crate::SendOutcome::Failed { .. } => "failed",
-                crate::SendOutcome::Unknown(_) => "unknown",
-                crate::SendOutcome::CopyFiled(_) => "copy_filed",
-                crate::SendOutcome::NotNow | crate::SendOutcome::Settled(_) => return,
-            };
-            m.messages_sent
-                .get_or_create(&mailfleet_telemetry::metrics::Outcome {
-                    outcome: outcome.into(),
-                })
-                .inc();
-        }
+        Outcome::Requeued(_) => m.job_failed(kind),
+        Outcome::LeaseLost => m.lease_takeover(),
+        Outcome::Send(s) => match s {
+            crate::SendOutcome::Sent { .. } => m.message_sent("sent"),
+            crate::SendOutcome::Retrying(_) => m.message_sent("retrying"),
+            crate::SendOutcome::Failed { .. } => m.message_sent("failed"),
+            crate::SendOutcome::Unknown(_) => m.message_sent("unknown"),
+            crate::SendOutcome::CopyFiled(_) => m.message_sent("copy_filed"),
+            crate::SendOutcome::NotNow | crate::SendOutcome::Settled(_) => {}
+        },
         _ => {}
     }
 }
