@@ -437,7 +437,7 @@ async fn trace_level_json_logs_of_a_sync_and_a_send_hold_no_secret() {
                 .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
             if v["span"]["name"] == "job" && v["span"]["kind"] == "sync_account" {
                 job_lines += 1;
-                for field in ["job_id", "account_id", "trace_id", "attempt"] {
+                for field in ["job_id", "account_id", "provider", "trace_id", "attempt"] {
                     assert!(!v["span"][field].is_null(), "{field} missing: {line}");
                 }
             }

@@ -61,7 +61,7 @@ pub struct AccountView {
     pub state: String,
     pub disabled_reason: Option<String>,
     pub last_error: Option<String>,
-    /// `queued` while a sync job is queued or running, else `idle`.
+    /// `syncing` while a worker holds the account, `queued` while its job waits, else `idle`.
     pub sync_status: &'static str,
     pub last_synced_at: Option<DateTime<Utc>>,
     pub message_count: i64,
@@ -107,7 +107,9 @@ impl AccountView {
             state: a.state,
             disabled_reason: a.disabled_reason,
             last_error: a.last_error,
-            sync_status: if a.sync_queued_at.is_some() {
+            sync_status: if a.lease_expires_at.is_some_and(|t| t > Utc::now()) {
+                "syncing"
+            } else if a.sync_queued_at.is_some() {
                 "queued"
             } else {
                 "idle"

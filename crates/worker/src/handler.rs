@@ -293,6 +293,7 @@ impl Worker {
             kind,
             job_id = tracing::field::Empty,
             account_id = tracing::field::Empty,
+            provider = tracing::field::Empty,
             trace_id = tracing::field::Empty,
             attempt = delivery_attempt(&delivery),
         );

@@ -175,7 +175,12 @@ impl Worker {
         account_id: i64,
     ) -> Result<Result<Account, Outcome>, StoreError> {
         let mut conn = self.store.conn().await?;
-        match accounts::get(&mut conn, account_id).await {
+        let found = accounts::get(&mut conn, account_id).await;
+        if let Ok(a) = &found {
+            // The job span declares the field; log lines inside the job carry it.
+            tracing::Span::current().record("provider", a.provider.as_str());
+        }
+        match found {
             Ok(a) if a.state == "active" => Ok(Ok(a)),
             Ok(_) => {
                 tracing::info!(account_id, "Job skipped: the account is disabled.");
