@@ -8,7 +8,7 @@
 //! its Message-ID in Sent, and otherwise recorded as `unknown` — never sent again.
 
 use crate::handler::{Outcome, Worker};
-use mailfleet_core::{Credentials, Encryption, Provider};
+use mailfleet_core::{Credentials, Provider};
 use mailfleet_imap::smtp::{SmtpSettings, SmtpSubmission};
 use mailfleet_provider::{
     ErrorClass, FetchedMessage, MailSession, MailSubmission, ProviderError, SubmitError,
@@ -154,20 +154,34 @@ impl Worker {
                     "the connection failed after the message was transmitted ({why}); it may \
                      or may not have been delivered, and was not sent again"
                 );
-                let mut conn = self.store.conn().await?;
-                outgoing::finish(
-                    &mut conn,
-                    row.id,
-                    token,
-                    "unknown",
-                    "unknown_outcome",
-                    &note,
-                )
-                .await?;
-                Ok(SendOutcome::Unknown(note))
+                self.unknown(&row, token, note).await
             }
             Err(e) => self.unsent(&row, &account, e).await,
         }
+    }
+
+    /// It may have been delivered, so it is never sent again: `unknown`, with why.
+    async fn unknown(
+        &self,
+        row: &Outgoing,
+        token: i32,
+        note: String,
+    ) -> Result<SendOutcome, StoreError> {
+        let mut conn = self.store.conn().await?;
+        outgoing::finish(
+            &mut conn,
+            row.id,
+            token,
+            "unknown",
+            "unknown_outcome",
+            &note,
+        )
+        .await?;
+        tracing::warn!(
+            outgoing_id = row.id,
+            "Send outcome unknown; not sent again."
+        );
+        Ok(SendOutcome::Unknown(note))
     }
 
     /// The server did not take the message: retry what may pass later, fail the rest.
@@ -301,17 +315,7 @@ impl Worker {
                      could not be searched ({e}): it may or may not have been delivered, and \
                      was not sent again"
                 );
-                let mut conn = self.store.conn().await?;
-                outgoing::finish(
-                    &mut conn,
-                    row.id,
-                    token,
-                    "unknown",
-                    "unknown_outcome",
-                    &note,
-                )
-                .await?;
-                return Ok(SendOutcome::Unknown(note));
+                return self.unknown(&row, token, note).await;
             }
         };
         let mut conn = self.store.conn().await?;
@@ -336,13 +340,8 @@ impl Worker {
                 let note = "the worker sending it stopped after the message was transmitted, and \
                             it is not in Sent: it may or may not have been delivered, and was \
                             not sent again";
-                outgoing::finish(&mut conn, row.id, token, "unknown", "unknown_outcome", note)
-                    .await?;
-                tracing::warn!(
-                    outgoing_id = row.id,
-                    "Send outcome unknown; not sent again."
-                );
-                Ok(SendOutcome::Unknown(note.into()))
+                drop(conn);
+                self.unknown(&row, token, note.into()).await
             }
         }
     }
@@ -506,27 +505,13 @@ impl Worker {
         match provider {
             Provider::Imap => {
                 let Credentials::Password { password } = creds;
-                let missing =
-                    |what: &str| ProviderError::Permanent(format!("account has no {what}"));
+                let (host, port, encryption) =
+                    crate::sync_job::server(account, crate::sync_job::Server::Smtp)?;
                 let settings = SmtpSettings {
-                    host: account
-                        .smtp_host
-                        .clone()
-                        .ok_or_else(|| missing("SMTP host"))?,
-                    port: account
-                        .smtp_port
-                        .and_then(|p| u16::try_from(p).ok())
-                        .ok_or_else(|| missing("valid SMTP port"))?,
-                    encryption: account
-                        .smtp_encryption
-                        .as_deref()
-                        .unwrap_or("starttls")
-                        .parse::<Encryption>()
-                        .map_err(|e| ProviderError::Permanent(e.to_string()))?,
-                    login: account
-                        .username
-                        .clone()
-                        .unwrap_or_else(|| account.email.clone()),
+                    host,
+                    port,
+                    encryption,
+                    login: crate::sync_job::login(account),
                     password,
                     allow_insecure_cert: account.allow_insecure_cert,
                     timeout: self.config.connect_timeout,

@@ -291,31 +291,66 @@ impl Worker {
 pub(crate) const AUTH_FAILED_MESSAGE: &str =
     "The mail server refused the credentials. Re-connect the account to sync it again.";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Server {
+    Imap,
+    Smtp,
+}
+
+/// Host, port and encryption of the account's IMAP or SMTP server.
+pub(crate) fn server(
+    account: &Account,
+    which: Server,
+) -> Result<(String, u16, Encryption), ProviderError> {
+    let (host, port, encryption, name, default_encryption) = match which {
+        Server::Imap => (
+            &account.imap_host,
+            account.imap_port,
+            &account.imap_encryption,
+            "IMAP",
+            "ssl",
+        ),
+        Server::Smtp => (
+            &account.smtp_host,
+            account.smtp_port,
+            &account.smtp_encryption,
+            "SMTP",
+            "starttls",
+        ),
+    };
+    let missing = |what: String| ProviderError::Permanent(format!("account has no {what}"));
+    Ok((
+        host.clone()
+            .ok_or_else(|| missing(format!("{name} host")))?,
+        port.and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| missing(format!("valid {name} port")))?,
+        encryption
+            .as_deref()
+            .unwrap_or(default_encryption)
+            .parse::<Encryption>()
+            .map_err(|e| ProviderError::Permanent(e.to_string()))?,
+    ))
+}
+
+/// The login name: the account's user name when it has one, else its address.
+pub(crate) fn login(account: &Account) -> String {
+    account
+        .username
+        .clone()
+        .unwrap_or_else(|| account.email.clone())
+}
+
 fn imap_settings(
     account: &Account,
     password: Secret<String>,
     config: &crate::WorkerConfig,
 ) -> Result<ImapSettings, ProviderError> {
-    let missing = |what: &str| ProviderError::Permanent(format!("account has no {what}"));
+    let (host, port, encryption) = server(account, Server::Imap)?;
     Ok(ImapSettings {
-        host: account
-            .imap_host
-            .clone()
-            .ok_or_else(|| missing("IMAP host"))?,
-        port: account
-            .imap_port
-            .and_then(|p| u16::try_from(p).ok())
-            .ok_or_else(|| missing("valid IMAP port"))?,
-        encryption: account
-            .imap_encryption
-            .as_deref()
-            .unwrap_or("ssl")
-            .parse::<Encryption>()
-            .map_err(|e| ProviderError::Permanent(e.to_string()))?,
-        login: account
-            .username
-            .clone()
-            .unwrap_or_else(|| account.email.clone()),
+        host,
+        port,
+        encryption,
+        login: login(account),
         password,
         allow_insecure_cert: account.allow_insecure_cert,
         connect_timeout: config.connect_timeout,
