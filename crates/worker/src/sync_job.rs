@@ -21,20 +21,22 @@ impl Worker {
             Ok(a) => a,
             Err(outcome) => return Ok(outcome),
         };
-        let mut conn = self.store.conn().await?;
         // One worker per mailbox: without the lease this job is a duplicate of one running.
         let ttl = self.config.lease_ttl.as_secs().max(1) as i64;
-        let Some(fence) = leases::acquire(&mut conn, account_id, &self.id, ttl).await? else {
+        let lease = leases::acquire_live(&self.store, account_id, &self.id, ttl).await?;
+        let mut conn = self.store.conn().await?;
+        let Some(lease) = lease else {
             // Another worker holds the account. Ask for one more sync after it: should that
-            // worker be dead, its lease expires and the scheduler picks the request up.
+            // worker be frozen, its lease expires and the scheduler picks the request up.
             accounts::request_sync(&mut conn, account_id).await?;
             tracing::info!(account_id, %job_id, "Job skipped: another worker holds the account.");
             return Ok(Outcome::Busy);
         };
+        let fence = lease.fence;
         let run_id = sync_runs::start(&mut conn, account_id, job_id).await?;
         drop(conn);
 
-        let renewal = self.keep_lease(fence);
+        let renewal = self.keep_lease(lease);
         let result = self.sync_once(&account, fence).await;
         renewal.abort();
         let mut conn = self.store.conn().await?;
@@ -48,13 +50,18 @@ impl Worker {
             .await
     }
 
-    /// Renews the lease every third of its lifetime until aborted or lost.
-    fn keep_lease(&self, fence: Fence) -> tokio::task::JoinHandle<()> {
+    /// Renews the lease every third of its lifetime until aborted or lost. The task owns the
+    /// lease's liveness lock: aborting it lets the lock go.
+    fn keep_lease(&self, lease: leases::Lease) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         let ttl = self.config.lease_ttl;
+        let fence = lease.fence;
+        let mut liveness = lease.liveness;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
+                // Taken over from a frozen holder: hold the lock once that holder is gone.
+                let _ = liveness.try_hold(&store).await;
                 let renewed = match store.conn().await {
                     Ok(mut c) => leases::renew(&mut c, fence, ttl.as_secs().max(1) as i64).await,
                     Err(e) => Err(e),
@@ -205,14 +212,15 @@ impl Worker {
             Ok(a) => a,
             Err(outcome) => return Ok(outcome),
         };
-        let mut conn = self.store.conn().await?;
         let ttl = self.config.lease_ttl.as_secs().max(1) as i64;
-        let Some(fence) = leases::acquire(&mut conn, account_id, &self.id, ttl).await? else {
+        let lease = leases::acquire_live(&self.store, account_id, &self.id, ttl).await?;
+        let Some(lease) = lease else {
             // A sync holds the account; it lists the folders too. Try again next interval.
+            let mut conn = self.store.conn().await?;
             accounts::finish_refresh(&mut conn, account_id).await?;
             return Ok(Outcome::Busy);
         };
-        drop(conn);
+        let fence = lease.fence;
         let result = async {
             let mut session = self.open_session(&account).await?;
             let r = mailfleet_sync::refresh_folders(
@@ -228,6 +236,7 @@ impl Worker {
         .await;
         let mut conn = self.store.conn().await?;
         let _ = leases::release(&mut conn, fence).await;
+        drop(lease);
         let outcome = match result {
             Ok(r) => {
                 tracing::info!(account_id, added = ?r.added, removed = ?r.removed, "Folders refreshed.");

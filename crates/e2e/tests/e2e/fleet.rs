@@ -399,3 +399,41 @@ async fn a_worker_is_ready_only_while_consuming_with_the_broker_and_database_up(
         "a stopped worker is not ready"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_holders_lease_is_taken_at_once_a_frozen_holders_only_once_it_expires() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let id = app.connect_account(&mailbox, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let a = leases::acquire_live(&app.store, id, "worker-a", 60)
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(a.liveness.held());
+    // A is alive (or frozen: its connection stays open): its lease holds for 60 s.
+    assert!(
+        leases::acquire_live(&app.store, id, "worker-b", 60)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A dies without releasing anything; Postgres ends its session and the lock with it.
+    drop(a);
+    let started = std::time::Instant::now();
+    let b = loop {
+        if let Some(b) = leases::acquire_live(&app.store, id, "worker-b", 60)
+            .await
+            .unwrap()
+        {
+            break b;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the dead holder's lease was not taken before its expiry"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(b.liveness.held());
+}
