@@ -195,6 +195,17 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
     bar.finish();
     let elapsed = sync_started.elapsed();
 
+    // 5. Dana writes to a colleague from the CRM: through the outbox, SMTP (Postfix) and a
+    //    copy in her Sent folder.
+    let sent = send_a_message(
+        &http,
+        &api,
+        user["id"].as_i64().context("user id")?,
+        id,
+        suffix,
+    )
+    .await?;
+
     let _ = stop_tx.send(true);
     for w in workers {
         w.await??;
@@ -231,12 +242,71 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
         total as f64 / elapsed.as_secs_f64(),
         bytes as f64 / 1e6 / elapsed.as_secs_f64()
     );
+    println!("sent                {sent}");
     println!();
     println!(
         "The data stays in {} for you to look at.",
         redact_url(&common.database_url)
     );
     Ok(())
+}
+
+/// Sends one message from the demo account to a new local mailbox, with a signature, and
+/// waits until it is sent and its copy filed in Sent; returns a line describing it.
+async fn send_a_message(
+    http: &reqwest::Client,
+    api: &str,
+    user: i64,
+    account: i64,
+    suffix: &str,
+) -> anyhow::Result<String> {
+    let to = format!("lee-{suffix}@example.test");
+    LocalMailbox::create(&to, &format!("lee-{suffix}-pw"))
+        .context("creating the recipient's mailbox")?;
+    let r = http
+        .put(format!("{api}/v1/users/{user}/signature"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "text": "Dana Demo\nmailfleet demo" }))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("setting the signature: {}", r.status());
+    }
+    let r = http
+        .post(format!("{api}/v1/messages"))
+        .bearer_auth(TOKEN)
+        .header("Idempotency-Key", format!("demo-{suffix}"))
+        .json(&json!({
+            "account_id": account,
+            "to": [{ "email": to, "name": "Lee" }],
+            "subject": "Numbers for the quarterly review",
+            "text": "Hi Lee,\n\nthe numbers are in; see you at the review.",
+        }))
+        .send()
+        .await?;
+    let queued: Value = r.json().await?;
+    let id = queued["id"]
+        .as_i64()
+        .with_context(|| format!("the send was refused: {queued}"))?;
+    let started = Instant::now();
+    loop {
+        let v = get(http, &format!("{api}/v1/outgoing-messages/{id}")).await?;
+        match v["status"].as_str() {
+            Some("sent") if !v["sent_copy_message_id"].is_null() => {
+                return Ok(format!(
+                    "1 message to {to} in {:.1}s: \"{}\" (filed in Sent as message {})",
+                    started.elapsed().as_secs_f64(),
+                    v["server_reply"].as_str().unwrap_or("accepted"),
+                    v["sent_copy_message_id"]
+                ));
+            }
+            Some("failed") | Some("unknown") => bail!("the demo message was not sent: {v}"),
+            _ if started.elapsed() > Duration::from_secs(60) => {
+                bail!("the demo message was not sent within 60 s: {v}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// The folders and weights of a generated mailbox.
