@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mailfleet_provider::{
-    ChangeBatch, FetchLimits, FetchedMessage, FlagUpdate, FolderCursor, FolderRole, MailSession,
-    ProviderError, RemoteFolder, Removed,
+    ChangeBatch, FetchLimits, FetchedMessage, FlagUpdate, FolderCursor, FolderRole,
+    IdentifiedMessage, MailSession, ProviderError, RemoteFolder, Removed, StoredCopies,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -33,6 +33,11 @@ struct Open {
     highestmodseq: Option<u64>,
     /// (UID, RFC822.SIZE) of the messages still to fetch, ascending.
     pending: VecDeque<(u32, u32)>,
+    /// The UIDVALIDITY changed: stored copies are identified by Message-ID and size instead of
+    /// being downloaded again.
+    rebaseline: bool,
+    /// Stored copies not yet claimed by an identified message, per (Message-ID, size).
+    copies: HashMap<(String, u64), u32>,
 }
 
 pub struct ImapSession {
@@ -177,6 +182,74 @@ impl ImapSession {
         Ok(out)
     }
 
+    /// After a UIDVALIDITY change: reads Message-ID and size of `uids` (a few hundred bytes
+    /// each), reports those with an unclaimed stored copy as identified, and downloads only
+    /// the rest. `copies` counts the stored copies per key, asked of `stored` once per key,
+    /// so that duplicates beyond the stored count are downloaded.
+    async fn identify_then_fetch(
+        &mut self,
+        uids: &[u32],
+        uidvalidity: u32,
+        copies: &mut HashMap<(String, u64), u32>,
+        stored: &dyn StoredCopies,
+    ) -> Result<(Vec<FetchedMessage>, Vec<IdentifiedMessage>), ProviderError> {
+        let heads = self
+            .uid_fetch(
+                &uid_set(uids),
+                "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+            )
+            .await?;
+        let mut seen: Vec<(u32, Option<String>, u64, Vec<String>)> = heads
+            .iter()
+            .filter_map(|f| {
+                let uid = f.uid?;
+                let mid = f.header().and_then(message_id_of);
+                Some((uid, mid, u64::from(f.size.unwrap_or(0)), flags_of(f)))
+            })
+            .collect();
+        seen.sort_by_key(|(uid, ..)| *uid);
+        let mut unknown: Vec<(String, u64)> = seen
+            .iter()
+            .filter_map(|(_, mid, size, _)| Some((mid.clone()?, *size)))
+            .filter(|k| !copies.contains_key(k))
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        if !unknown.is_empty() {
+            let counts = stored.count(&unknown).await?;
+            for k in unknown {
+                let n = counts.get(&k).copied().unwrap_or(0);
+                copies.insert(k, n);
+            }
+        }
+        let mut identified = Vec::new();
+        let mut to_fetch = Vec::new();
+        for (uid, mid, size, flags) in seen {
+            let claimed = mid
+                .as_ref()
+                .and_then(|m| copies.get_mut(&(m.clone(), size)));
+            match (mid, claimed) {
+                (Some(message_id), Some(n)) if *n > 0 => {
+                    *n -= 1;
+                    identified.push(IdentifiedMessage {
+                        remote_id: remote_id(uidvalidity, uid),
+                        imap_uid: Some(uid),
+                        message_id,
+                        size,
+                        flags,
+                    });
+                }
+                _ => to_fetch.push(uid),
+            }
+        }
+        let fetched = if to_fetch.is_empty() {
+            Vec::new()
+        } else {
+            self.fetch_bodies(&to_fetch, uidvalidity).await?
+        };
+        Ok((fetched, identified))
+    }
+
     /// What happened to the messages stored so far (UIDs below `known_next`): flag changes
     /// and expunges. With QRESYNC the EXAMINE already said; with CONDSTORE an unchanged
     /// HIGHESTMODSEQ means nothing happened; otherwise the server lists what exists.
@@ -241,6 +314,21 @@ impl ImapSession {
             all_but(uidvalidity, present, known_next),
         ))
     }
+}
+
+/// The Message-ID (without angle brackets) in a `HEADER.FIELDS (MESSAGE-ID)` section.
+fn message_id_of(header: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    // Unfold continuation lines, then find the field.
+    let unfolded = text.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let line = unfolded
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))?;
+    let value = &line["message-id:".len()..];
+    let start = value.find('<')? + 1;
+    let end = start + value[start..].find('>')?;
+    let id = value[start..end].trim();
+    (!id.is_empty()).then(|| id.to_owned())
 }
 
 fn remote_id(uidvalidity: u32, uid: u32) -> String {
@@ -407,6 +495,7 @@ impl MailSession for ImapSession {
         folder: &RemoteFolder,
         cursor: &FolderCursor,
         limits: FetchLimits,
+        stored: &dyn StoredCopies,
     ) -> Result<ChangeBatch, ProviderError> {
         let mut flag_updates = Vec::new();
         let mut removed = Removed::Nothing;
@@ -461,17 +550,27 @@ impl MailSession for ImapSession {
                 uidnext: uidnext.max(from_uid),
                 highestmodseq: ex.highestmodseq,
                 pending,
+                rebaseline: matches!(removed, Removed::All),
+                copies: HashMap::new(),
             });
         }
         let open = self.open.as_mut().expect("opened above");
         let (uidvalidity, uidnext, modseq) = (open.uidvalidity, open.uidnext, open.highestmodseq);
         let uids = take_batch(&mut open.pending, limits);
         let more = !open.pending.is_empty();
-        let new_messages = if uids.is_empty() {
-            Vec::new()
+        let rebaseline = open.rebaseline;
+        let mut copies = std::mem::take(&mut open.copies);
+        let (new_messages, identified) = if uids.is_empty() {
+            (Vec::new(), Vec::new())
+        } else if rebaseline {
+            self.identify_then_fetch(&uids, uidvalidity, &mut copies, stored)
+                .await?
         } else {
-            self.fetch_bodies(&uids, uidvalidity).await?
+            (self.fetch_bodies(&uids, uidvalidity).await?, Vec::new())
         };
+        if let Some(open) = self.open.as_mut() {
+            open.copies = copies;
+        }
         let next_cursor = if more {
             // Mid-folder: the modseq is only valid once the folder is complete.
             FolderCursor::Imap {
@@ -489,6 +588,7 @@ impl MailSession for ImapSession {
         };
         Ok(ChangeBatch {
             new_messages,
+            identified,
             flag_updates,
             removed,
             next_cursor,
@@ -559,6 +659,20 @@ mod tests {
             max_messages,
             max_bytes,
         }
+    }
+
+    #[test]
+    fn message_ids_are_read_from_header_fields_folded_or_not() {
+        assert_eq!(
+            message_id_of(b"Message-ID: <a.b@example.test>\r\n\r\n").as_deref(),
+            Some("a.b@example.test")
+        );
+        assert_eq!(
+            message_id_of(b"message-id:\r\n <folded@example.test>\r\n\r\n").as_deref(),
+            Some("folded@example.test")
+        );
+        assert_eq!(message_id_of(b"\r\n"), None);
+        assert_eq!(message_id_of(b"Message-ID: no brackets\r\n\r\n"), None);
     }
 
     #[test]

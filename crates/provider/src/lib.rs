@@ -113,10 +113,35 @@ pub enum Removed {
     All,
 }
 
+/// A message the server holds under a new id whose copy is stored already (under the folder's
+/// old ids, after an IMAP UIDVALIDITY change): identified by Message-ID and size, its body is
+/// not downloaded again; the stored row takes the new id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentifiedMessage {
+    pub remote_id: String,
+    pub imap_uid: Option<u32>,
+    /// Without angle brackets.
+    pub message_id: String,
+    pub size: u64,
+    pub flags: Vec<String>,
+}
+
+/// What a re-baselining folder holds already: for each (Message-ID, size), how many stored
+/// copies still carry an old id. Implemented by the sync engine over the store.
+#[async_trait]
+pub trait StoredCopies: Send + Sync {
+    async fn count(
+        &self,
+        keys: &[(String, u64)],
+    ) -> Result<std::collections::HashMap<(String, u64), u32>, ProviderError>;
+}
+
 /// One step of a folder's sync: what changed, and the cursor to store with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeBatch {
     pub new_messages: Vec<FetchedMessage>,
+    /// Re-baseline only: messages whose stored copies take these new ids (no body fetched).
+    pub identified: Vec<IdentifiedMessage>,
     pub flag_updates: Vec<FlagUpdate>,
     pub removed: Removed,
     pub next_cursor: FolderCursor,
@@ -129,6 +154,7 @@ impl ChangeBatch {
     pub fn unchanged(cursor: FolderCursor) -> Self {
         Self {
             new_messages: Vec::new(),
+            identified: Vec::new(),
             flag_updates: Vec::new(),
             removed: Removed::Nothing,
             next_cursor: cursor,
@@ -160,12 +186,15 @@ pub trait MailSession: Send {
     ) -> Result<FolderCursor, ProviderError>;
 
     /// The next batch of changes in `folder` after `cursor`. Calling again with the returned
-    /// cursor continues; a batch with `more == false` ends the folder's sync.
+    /// cursor continues; a batch with `more == false` ends the folder's sync. When the
+    /// folder's ids turned void (`Removed::All`), a provider may consult `stored` to report
+    /// messages it holds a copy of as `identified` instead of downloading them again.
     async fn next_changes(
         &mut self,
         folder: &RemoteFolder,
         cursor: &FolderCursor,
         limits: FetchLimits,
+        stored: &dyn StoredCopies,
     ) -> Result<ChangeBatch, ProviderError>;
 
     /// The remote id of the message with this Message-ID (without angle brackets) in

@@ -53,6 +53,19 @@ pub struct FolderChanges {
     pub current_prefix: Option<String>,
     /// This batch ends the folder's sync: a re-baseline in progress can be completed.
     pub folder_complete: bool,
+    /// Re-baseline: stored copies that take these new ids, matched by Message-ID and size
+    /// (their bodies were not downloaded again).
+    pub identified: Vec<IdentifiedCopy>,
+}
+
+/// A message identified on the server by Message-ID and size during a re-baseline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentifiedCopy {
+    pub remote_id: String,
+    pub imap_uid: Option<i64>,
+    pub message_id: String,
+    pub size: i64,
+    pub flags: Vec<String>,
 }
 
 // Postgres takes at most 65,535 bind parameters; a message row has 20 columns.
@@ -84,7 +97,22 @@ pub async fn store_batch(
             .await?;
         let mut rematched = 0;
         if let (true, Some(prefix)) = (rebaselining, changes.current_prefix.as_deref()) {
-            rematched = rematch(tx, owner.folder_id, prefix, &batch).await?;
+            rematched =
+                rematch_identified(tx, owner.folder_id, prefix, &changes.identified).await?;
+            if rematched < changes.identified.len() {
+                // The provider counted stored copies that are not there (any more): roll the
+                // batch back; the next attempt downloads what it can't match.
+                return Err(StoreError::Invalid(format!(
+                    "re-baseline: {} of {} identified messages had no stored copy",
+                    changes.identified.len() - rematched,
+                    changes.identified.len()
+                )));
+            }
+            rematched += rematch(tx, owner.folder_id, prefix, &batch).await?;
+        } else if !changes.identified.is_empty() {
+            return Err(StoreError::Invalid(
+                "identified messages outside a re-baseline".into(),
+            ));
         }
         let (ids, contacts_created, contact_links) = insert_linked(tx, owner, batch).await?;
 
@@ -190,6 +218,83 @@ async fn apply_removal(
             0
         }
     })
+}
+
+/// Gives stale rows the new ids of messages identified by Message-ID and size, one stale row
+/// per identified message (the n-th copy of a key takes the n-th stale row).
+async fn rematch_identified(
+    tx: &mut AsyncPgConnection,
+    folder_id: i64,
+    prefix: &str,
+    identified: &[IdentifiedCopy],
+) -> Result<usize, StoreError> {
+    if identified.is_empty() {
+        return Ok(0);
+    }
+    let rids: Vec<&str> = identified.iter().map(|m| m.remote_id.as_str()).collect();
+    let uids: Vec<Option<i64>> = identified.iter().map(|m| m.imap_uid).collect();
+    let mids: Vec<&str> = identified.iter().map(|m| m.message_id.as_str()).collect();
+    let sizes: Vec<i64> = identified.iter().map(|m| m.size).collect();
+    let flags: Vec<String> = identified.iter().map(|m| m.flags.join(" ")).collect();
+    Ok(diesel::sql_query(
+        "WITH n AS (
+             SELECT *, row_number() OVER (PARTITION BY mid, size ORDER BY rid) AS k
+             FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])
+                 AS n(rid, uid, mid, size, f)),
+         s AS (
+             SELECT m.id, m.message_id, m.size_bytes,
+                    row_number() OVER (PARTITION BY m.message_id, m.size_bytes ORDER BY m.id) AS k
+             FROM messages m
+             WHERE m.folder_id = $1 AND NOT starts_with(m.remote_id, $7)
+               AND m.message_id = ANY($4))
+         UPDATE messages SET remote_id = n.rid, imap_uid = n.uid, flags = string_to_array(n.f, ' ')
+         FROM n JOIN s ON s.message_id = n.mid AND s.size_bytes = n.size AND s.k = n.k
+         WHERE messages.id = s.id",
+    )
+    .bind::<BigInt, _>(folder_id)
+    .bind::<Array<Text>, _>(&rids)
+    .bind::<Array<diesel::sql_types::Nullable<BigInt>>, _>(&uids)
+    .bind::<Array<Text>, _>(&mids)
+    .bind::<Array<BigInt>, _>(&sizes)
+    .bind::<Array<Text>, _>(&flags)
+    .bind::<Text, _>(prefix)
+    .execute(tx)
+    .await?)
+}
+
+/// Stored copies in the folder per (Message-ID, size), for a provider identifying messages.
+pub async fn count_copies(
+    conn: &mut Conn,
+    folder_id: i64,
+    keys: &[(String, i64)],
+) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        message_id: String,
+        #[diesel(sql_type = BigInt)]
+        size_bytes: i64,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mids: Vec<&str> = keys.iter().map(|(m, _)| m.as_str()).collect();
+    let sizes: Vec<i64> = keys.iter().map(|(_, s)| *s).collect();
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT m.message_id, m.size_bytes, count(*) AS n
+         FROM messages m JOIN unnest($2::text[], $3::bigint[]) AS k(mid, size)
+           ON m.message_id = k.mid AND m.size_bytes = k.size
+         WHERE m.folder_id = $1
+         GROUP BY m.message_id, m.size_bytes",
+    )
+    .bind::<BigInt, _>(folder_id)
+    .bind::<Array<Text>, _>(&mids)
+    .bind::<Array<BigInt>, _>(&sizes)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.message_id, r.size_bytes, r.n))
+        .collect())
 }
 
 /// Gives stale rows (ids from before a UIDVALIDITY change) the new ids of the same messages in

@@ -205,6 +205,10 @@ async fn sync_folder(
         max_bytes: options.batch_bytes,
     };
     let mut cursor = cursor::load(folder);
+    let copies = StoredInFolder {
+        store,
+        folder_id: folder.id,
+    };
     // Fetch batch n+1 while batch n is parsed and written: the network and the database work
     // at the same time. Batches are still committed in order, each with its own cursor.
     let mut fetched: Option<ChangeBatch> = None;
@@ -226,12 +230,39 @@ async fn sync_folder(
             writing.await?;
             return Ok(folder_done);
         }
-        let fetching = session.next_changes(remote, &cursor, limits);
+        let fetching = session.next_changes(remote, &cursor, limits, &copies);
         let (written, next) = tokio::join!(writing, fetching);
         written?;
         let next = next?;
         cursor = next.next_cursor.clone();
         fetched = Some(next);
+    }
+}
+
+/// What the folder holds already, for a provider identifying messages after a UIDVALIDITY
+/// change instead of downloading them again.
+struct StoredInFolder<'a> {
+    store: &'a Store,
+    folder_id: i64,
+}
+
+#[async_trait::async_trait]
+impl mailfleet_provider::StoredCopies for StoredInFolder<'_> {
+    async fn count(
+        &self,
+        keys: &[(String, u64)],
+    ) -> Result<std::collections::HashMap<(String, u64), u32>, ProviderError> {
+        let unavailable =
+            |e: mailfleet_store::StoreError| ProviderError::Disconnected(format!("database: {e}"));
+        let mut conn = self.store.conn().await.map_err(unavailable)?;
+        let keys: Vec<(String, i64)> = keys.iter().map(|(m, s)| (m.clone(), *s as i64)).collect();
+        let rows = messages::count_copies(&mut conn, self.folder_id, &keys)
+            .await
+            .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|(m, s, n)| ((m, s as u64), n as u32))
+            .collect())
     }
 }
 
@@ -266,6 +297,17 @@ async fn store_fetched(
             _ => None,
         },
         folder_complete: !batch.more,
+        identified: batch
+            .identified
+            .into_iter()
+            .map(|m| messages::IdentifiedCopy {
+                remote_id: m.remote_id,
+                imap_uid: m.imap_uid.map(i64::from),
+                message_id: m.message_id,
+                size: m.size as i64,
+                flags: m.flags,
+            })
+            .collect(),
     };
     // Parsing is CPU work: keep it off the I/O threads.
     let rows = tokio::task::spawn_blocking(move || {

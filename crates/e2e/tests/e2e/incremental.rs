@@ -204,6 +204,17 @@ async fn a_uidvalidity_change_rebaselines_keeping_rows_without_duplicates_or_los
     // INBOX gets ~60: the re-baseline spans several batches of 25.
     let seeded = small_mailbox(&mailbox.address, 100, 8);
     mailbox.seed(&seeded).unwrap();
+    // One message without a Message-ID: it can only be matched by its bytes.
+    let anonymous = b"From: someone@example.test\r\nSubject: no id\r\n\r\nWho am I?\r\n";
+    mailbox
+        .write_message(
+            "INBOX",
+            anonymous,
+            std::time::SystemTime::now(),
+            false,
+            false,
+        )
+        .unwrap();
     let id = app.connect_account(&mailbox, json!({})).await["id"]
         .as_i64()
         .unwrap();
@@ -214,7 +225,7 @@ async fn a_uidvalidity_change_rebaselines_keeping_rows_without_duplicates_or_los
     let rows = |url: String| async move {
         strings(
             &url,
-            "SELECT m.id::text || ' ' || m.message_id AS value FROM messages m
+            "SELECT m.id::text || ' ' || coalesce(m.message_id, '-') AS value FROM messages m
              JOIN folders f ON f.id = m.folder_id WHERE f.name = 'INBOX' ORDER BY m.id",
         )
         .await
@@ -236,10 +247,9 @@ async fn a_uidvalidity_change_rebaselines_keeping_rows_without_duplicates_or_los
     let cur = mailbox.maildir().join("cur");
     let victim = std::fs::read_dir(&cur)
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read(p).unwrap() != anonymous)
+        .unwrap();
     std::fs::remove_file(&victim).unwrap();
 
     app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
@@ -247,12 +257,18 @@ async fn a_uidvalidity_change_rebaselines_keeping_rows_without_duplicates_or_los
     let Outcome::Synced(report) = app.work_one().await else {
         panic!("re-sync failed")
     };
-    let inbox = seeded.iter().filter(|m| m.folder == "INBOX").count();
+    let inbox = seeded.iter().filter(|m| m.folder == "INBOX").count() + 1;
     assert_eq!(
         report.messages_added, 0,
         "nothing is added again: {report:?}"
     );
     assert_eq!(report.messages_rematched, inbox - 1, "{report:?}");
+    assert_eq!(
+        report.bytes_fetched,
+        anonymous.len() as u64,
+        "only the message without a Message-ID is downloaded again; the others are \
+         identified by Message-ID and size: {report:?}"
+    );
     assert_eq!(
         report.messages_removed, 1,
         "the message deleted meanwhile: {report:?}"
