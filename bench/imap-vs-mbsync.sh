@@ -64,6 +64,9 @@ ACCOUNT=$(api -X POST "http://$MAILFLEET_API_ADDR/v1/accounts" -d "{
 wait_idle
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== mailfleet: one worker, initial sync (load before: $LOAD_BEFORE)"
+# Busy CPU of the whole machine (worker, Dovecot, Postgres), in core-seconds.
+busy() { awk '/^cpu / {print $2+$3+$4+$7+$8}' /proc/stat; }
+MF_BUSY0=$(busy)
 START=$(date +%s.%N)
 MAILFLEET_WORKER_SLOTS=1 /usr/bin/time -v "$BIN" worker >"$WORK/worker.log" 2>"$WORK/worker.time" &
 TIME_PID=$!
@@ -73,12 +76,18 @@ while :; do
   sleep 0.1
 done
 END=$(date +%s.%N)
+MF_BUSY=$(( $(busy) - MF_BUSY0 ))
 MF_COUNT=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["message_count"])' "$state")
 pkill -TERM -P "$TIME_PID" || true   # the worker, not /usr/bin/time
 wait $TIME_PID || true
 MF_RSS_KB=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$WORK/worker.time")
 MF_SECS=$(python3 -c "print(f'{$END-$START:.2f}')")
+MF_USER=$(awk -F: '/User time/ {gsub(/ /,"",$2); print $2}' "$WORK/worker.time")
+MF_SYS=$(awk -F: '/System time/ {gsub(/ /,"",$2); print $2}' "$WORK/worker.time")
 echo "   $MF_COUNT messages in $MF_SECS s, worker peak RSS $((MF_RSS_KB / 1024)) MB"
+MF_BUSY_S=$(python3 -c "print(round($MF_BUSY / $(getconf CLK_TCK), 1))")
+MF_AVAIL_S=$(python3 -c "print(round($(nproc) * ($END - $START), 1))")
+echo "   CPU: worker $MF_USER s user + $MF_SYS s sys; machine busy $MF_BUSY_S core-s of $MF_AVAIL_S"
 
 wait_idle
 echo "== mbsync: same folders, same port (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
