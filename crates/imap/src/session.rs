@@ -153,7 +153,80 @@ impl ImapSession {
             .collect())
     }
 
+    /// Downloads the messages `(uid, size)`: the small ones in one pipelined UID FETCH, each
+    /// large one in pieces.
     async fn fetch_bodies(
+        &mut self,
+        batch: &[(u32, u32)],
+        uidvalidity: u32,
+    ) -> Result<Vec<FetchedMessage>, ProviderError> {
+        let small: Vec<u32> = batch
+            .iter()
+            .filter(|(_, size)| *size <= LARGE_MESSAGE)
+            .map(|(uid, _)| *uid)
+            .collect();
+        let mut out = if small.is_empty() {
+            Vec::new()
+        } else {
+            self.fetch_whole(&small, uidvalidity).await?
+        };
+        for (uid, size) in batch.iter().filter(|(_, size)| *size > LARGE_MESSAGE) {
+            if let Some(m) = self.fetch_large(*uid, *size, uidvalidity).await? {
+                out.push(m);
+            }
+        }
+        out.sort_by_key(|m| m.imap_uid);
+        Ok(out)
+    }
+
+    /// One large message, `LARGE_CHUNK` bytes per partial FETCH; `None` if it vanished.
+    async fn fetch_large(
+        &mut self,
+        uid: u32,
+        size: u32,
+        uidvalidity: u32,
+    ) -> Result<Option<FetchedMessage>, ProviderError> {
+        let set = uid.to_string();
+        let meta = self
+            .uid_fetch(&set, "(UID FLAGS INTERNALDATE RFC822.SIZE)")
+            .await?;
+        let Some(f) = meta.iter().find(|f| f.uid == Some(uid)) else {
+            return Ok(None);
+        };
+        let total = f.size.unwrap_or(size) as usize;
+        let (flags, received_at) = (
+            flags_of(f),
+            f.internal_date().map(|d| d.with_timezone(&Utc)),
+        );
+        drop(meta);
+        let mut raw = Vec::with_capacity(total);
+        while raw.len() < total {
+            let part = self
+                .uid_fetch(
+                    &set,
+                    &format!("(UID BODY.PEEK[]<{}.{LARGE_CHUNK}>)", raw.len()),
+                )
+                .await?;
+            match part
+                .iter()
+                .find(|f| f.uid == Some(uid))
+                .and_then(|f| f.body())
+            {
+                Some(bytes) if !bytes.is_empty() => raw.extend_from_slice(bytes),
+                // Shorter than announced (or expunged meanwhile): keep what came.
+                _ => break,
+            }
+        }
+        Ok(Some(FetchedMessage {
+            remote_id: remote_id(uidvalidity, uid),
+            imap_uid: Some(uid),
+            flags,
+            received_at,
+            raw,
+        }))
+    }
+
+    async fn fetch_whole(
         &mut self,
         uids: &[u32],
         uidvalidity: u32,
@@ -239,7 +312,7 @@ impl ImapSession {
                         flags,
                     });
                 }
-                _ => to_fetch.push(uid),
+                _ => to_fetch.push((uid, size.min(u64::from(u32::MAX)) as u32)),
             }
         }
         let fetched = if to_fetch.is_empty() {
@@ -376,22 +449,38 @@ fn clean_flags<'a>(flags: impl Iterator<Item = &'a str>) -> Vec<String> {
 
 /// The next batch: at most `max_messages` and about `max_bytes`, but always one message, so
 /// a message larger than the budget is still fetched (alone).
+#[cfg(test)]
 fn take_batch(pending: &mut VecDeque<(u32, u32)>, limits: FetchLimits) -> Vec<u32> {
-    let mut uids = Vec::new();
+    take_sized_batch(pending, limits)
+        .into_iter()
+        .map(|(uid, _)| uid)
+        .collect()
+}
+
+/// The next (UID, size) pairs to fetch: at most `max_messages`, and about `max_bytes` (an
+/// oversized message goes alone).
+fn take_sized_batch(pending: &mut VecDeque<(u32, u32)>, limits: FetchLimits) -> Vec<(u32, u32)> {
+    let mut batch = Vec::new();
     let mut bytes = 0usize;
     while let Some(&(uid, size)) = pending.front() {
-        let size = size as usize;
-        if !uids.is_empty()
-            && (uids.len() >= limits.max_messages || bytes + size > limits.max_bytes)
+        let len = size as usize;
+        if !batch.is_empty()
+            && (batch.len() >= limits.max_messages || bytes + len > limits.max_bytes)
         {
             break;
         }
-        uids.push(uid);
-        bytes += size;
+        batch.push((uid, size));
+        bytes += len;
         pending.pop_front();
     }
-    uids
+    batch
 }
+
+/// Messages above this size are fetched in `LARGE_CHUNK` pieces (partial FETCH), so neither
+/// the connection's read buffer nor a parsed response ever holds one whole: the message exists
+/// once in memory, in the buffer it is assembled into.
+const LARGE_MESSAGE: u32 = 4 << 20;
+const LARGE_CHUNK: usize = 1 << 20;
 
 fn flag_name(flag: &Flag<'_>) -> String {
     match flag {
@@ -556,7 +645,8 @@ impl MailSession for ImapSession {
         }
         let open = self.open.as_mut().expect("opened above");
         let (uidvalidity, uidnext, modseq) = (open.uidvalidity, open.uidnext, open.highestmodseq);
-        let uids = take_batch(&mut open.pending, limits);
+        let batch = take_sized_batch(&mut open.pending, limits);
+        let uids: Vec<u32> = batch.iter().map(|(uid, _)| *uid).collect();
         let more = !open.pending.is_empty();
         let rebaseline = open.rebaseline;
         let mut copies = std::mem::take(&mut open.copies);
@@ -566,7 +656,7 @@ impl MailSession for ImapSession {
             self.identify_then_fetch(&uids, uidvalidity, &mut copies, stored)
                 .await?
         } else {
-            (self.fetch_bodies(&uids, uidvalidity).await?, Vec::new())
+            (self.fetch_bodies(&batch, uidvalidity).await?, Vec::new())
         };
         if let Some(open) = self.open.as_mut() {
             open.copies = copies;
