@@ -525,7 +525,7 @@ pub(crate) struct SystemAccountView {
 }
 
 /// `PUT /v1/system-account` (administrators): designates the account that sends system mail.
-#[utoipa::path(put, path = "/v1/system-account", tag = "sending", request_body = SystemAccountRequest, responses((status = 200, body = SystemAccountView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 404, description = "no such account", body = crate::error::Body), (status = 409, description = "account_disabled", body = crate::error::Body)))]
+#[utoipa::path(put, path = "/v1/system-account", tag = "sending", request_body = SystemAccountRequest, responses((status = 200, body = SystemAccountView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 404, description = "no such account, or not one the administrator may send from", body = crate::error::Body), (status = 409, description = "account_disabled", body = crate::error::Body)))]
 pub(crate) async fn set_system_account(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -533,9 +533,10 @@ pub(crate) async fn set_system_account(
 ) -> Result<Json<SystemAccountView>, ApiError> {
     user.require_admin()?;
     let Json(req) = body?;
-    let mut conn = s.store.conn().await?;
     if let Some(id) = req.account_id {
-        let account = accounts::get(&mut conn, id).await?;
+        // Only an account the administrator may send from themself: a shared one, or their
+        // own. Designating someone's personal mailbox would send as them without them.
+        let account = user.account(&s, id, Need::Use).await?;
         if account.state != "active" {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -544,6 +545,7 @@ pub(crate) async fn set_system_account(
             ));
         }
     }
+    let mut conn = s.store.conn().await?;
     system::set_system_account(&mut conn, req.account_id).await?;
     Ok(Json(SystemAccountView {
         account_id: req.account_id,

@@ -540,7 +540,7 @@ async fn system_mail_goes_out_through_the_designated_account() {
     let app = App::start().await;
     let system = TestMailbox::create();
     let bob = TestMailbox::create();
-    let (system_account, owner) = sender(&app, &system).await;
+    let (personal, owner) = sender(&app, &bob).await;
     let (status, admin) = app
         .post(
             "/v1/users",
@@ -549,6 +549,36 @@ async fn system_mail_goes_out_through_the_designated_account() {
         .await;
     assert_eq!(status, 201);
     let admin = admin["id"].as_i64().unwrap();
+    // The system account is a shared inbox (noreply@, say), connected by an administrator.
+    let (status, shared) = app
+        .request_as(
+            reqwest::Method::POST,
+            "/v1/accounts",
+            Some(admin),
+            None,
+            Some(json!({
+                "provider": "imap", "kind": "shared",
+                "email": system.address, "password": system.password,
+                "imap": { "host": "127.0.0.1", "port": 993, "encryption": "ssl" },
+                "smtp": { "host": "127.0.0.1", "port": 587, "encryption": "starttls" },
+                "sync_from": "now", "active_folders": ["INBOX"]
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{shared}");
+    let system_account = shared["id"].as_i64().unwrap();
+    app.work_one().await;
+    // Not someone's personal mailbox: an administrator may not send as its owner.
+    let (status, _) = app
+        .request_as(
+            reqwest::Method::PUT,
+            "/v1/system-account",
+            Some(admin),
+            None,
+            Some(json!({ "account_id": personal })),
+        )
+        .await;
+    assert_eq!(status, 404);
     let notice =
         json!({ "to": [bob.address], "subject": "Lead assigned", "text": "Lead 7 is yours." });
     let system_mail = |body: Value| {
