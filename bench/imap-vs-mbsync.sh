@@ -77,7 +77,10 @@ ticks() {
 }
 MF_BUSY0=$(busy) PG0=$(ticks postgres) IMAP0=$(ticks 'imap|imap-login')
 START=$(date +%s.%N)
-MAILFLEET_WORKER_SLOTS=1 /usr/bin/time -v "$BIN" worker >"$WORK/worker.log" 2>"$WORK/worker.time" &
+# PERF=/path/perf.data records a CPU profile of the worker (perf report -i /path/perf.data).
+PROFILE_CMD=()
+if [[ -n ${PERF:-} ]]; then PROFILE_CMD=(perf record -F 499 -g -o "$PERF" --); fi
+MAILFLEET_WORKER_SLOTS=1 /usr/bin/time -v "${PROFILE_CMD[@]}" "$BIN" worker >"$WORK/worker.log" 2>"$WORK/worker.time" &
 TIME_PID=$!
 while :; do
   state=$(api "http://$MAILFLEET_API_ADDR/v1/accounts/$ACCOUNT")
@@ -89,7 +92,9 @@ done
 END=$(date +%s.%N)
 MF_BUSY=$(( $(busy) - MF_BUSY0 )) PG=$(( $(ticks postgres) - PG0 )) IMAP=$(( $(ticks 'imap|imap-login') - IMAP0 ))
 MF_COUNT=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["message_count"])' "$state")
-pkill -TERM -P "$TIME_PID" || true   # the worker, not /usr/bin/time
+# The worker is /usr/bin/time's child, or perf's under PERF: stop it, not time (or perf).
+for child in $(pgrep -P "$TIME_PID"); do pkill -TERM -P "$child" || true; done
+[[ -n ${PERF:-} ]] || pkill -TERM -P "$TIME_PID" || true
 wait $TIME_PID || true
 MF_RSS_KB=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$WORK/worker.time")
 MF_SECS=$(python3 -c "print(f'{$END-$START:.2f}')")
