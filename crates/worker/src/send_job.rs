@@ -496,12 +496,7 @@ impl Worker {
         &self,
         account: &Account,
     ) -> Result<Box<dyn MailSubmission>, ProviderError> {
-        let provider: Provider = account
-            .provider
-            .parse()
-            .map_err(|e| ProviderError::Permanent(format!("{e}")))?;
-        let creds = Credentials::open(&self.key, account.id, &account.credentials)
-            .map_err(|e| ProviderError::Permanent(format!("account credentials: {e}")))?;
+        let (provider, creds) = self.provider_and_credentials(account)?;
         match provider {
             Provider::Imap => {
                 let Credentials::Password { password } = creds;

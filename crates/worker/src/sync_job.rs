@@ -272,16 +272,25 @@ impl Worker {
         result
     }
 
-    pub(crate) async fn open_session(
+    /// The account's provider and its opened credentials.
+    pub(crate) fn provider_and_credentials(
         &self,
         account: &Account,
-    ) -> Result<Box<dyn MailSession>, ProviderError> {
+    ) -> Result<(Provider, Credentials), ProviderError> {
         let provider: Provider = account
             .provider
             .parse()
             .map_err(|e| ProviderError::Permanent(format!("{e}")))?;
         let creds = Credentials::open(&self.key, account.id, &account.credentials)
             .map_err(|e| ProviderError::Permanent(format!("account credentials: {e}")))?;
+        Ok((provider, creds))
+    }
+
+    pub(crate) async fn open_session(
+        &self,
+        account: &Account,
+    ) -> Result<Box<dyn MailSession>, ProviderError> {
+        let (provider, creds) = self.provider_and_credentials(account)?;
         match provider {
             Provider::Imap => {
                 let Credentials::Password { password } = creds;

@@ -229,6 +229,28 @@ impl App {
         account
     }
 
+    /// Connects `mailbox` as a shared inbox, as the administrator `admin`, syncing INBOX;
+    /// returns its id.
+    pub async fn connect_shared(&self, admin: i64, mailbox: &TestMailbox) -> i64 {
+        let (status, account) = self
+            .request_as(
+                reqwest::Method::POST,
+                "/v1/accounts",
+                Some(admin),
+                None,
+                Some(json!({
+                    "provider": "imap", "kind": "shared",
+                    "email": mailbox.address, "password": mailbox.password,
+                    "imap": { "host": "127.0.0.1", "port": 993, "encryption": "ssl" },
+                    "smtp": { "host": "127.0.0.1", "port": 587, "encryption": "starttls" },
+                    "sync_from": "3_months", "active_folders": ["INBOX"]
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{account}");
+        account["id"].as_i64().unwrap()
+    }
+
     /// A second worker (own connections) on the same database and queues as `app`.
     pub async fn start_sharing(app: &App) -> Worker {
         Self::start_sharing_via(app, &mailfleet_testkit::amqp_url()).await

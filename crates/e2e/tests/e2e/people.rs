@@ -42,27 +42,6 @@ fn seeded(n: usize) -> TestMailbox {
     m
 }
 
-/// Connects a shared inbox as `admin`; returns its id.
-async fn connect_shared(app: &App, admin: i64, mailbox: &TestMailbox) -> i64 {
-    let (status, account) = app
-        .request_as(
-            reqwest::Method::POST,
-            "/v1/accounts",
-            Some(admin),
-            None,
-            Some(json!({
-                "provider": "imap", "kind": "shared",
-                "email": mailbox.address, "password": mailbox.password,
-                "imap": { "host": "127.0.0.1", "port": 993, "encryption": "ssl" },
-                "smtp": { "host": "127.0.0.1", "port": 587, "encryption": "starttls" },
-                "sync_from": "3_months", "active_folders": ["INBOX"]
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{account}");
-    account["id"].as_i64().unwrap()
-}
-
 async fn messages_as(app: &App, user: i64, query: &str) -> (u16, Value) {
     app.request_as(
         reqwest::Method::GET,
@@ -113,7 +92,7 @@ async fn each_user_sees_their_own_mail_the_inboxes_granted_and_contact_profiles_
     );
     app.work_one().await;
     let admin = admin(&app).await;
-    let sales = connect_shared(&app, admin, &sales_box).await;
+    let sales = app.connect_shared(admin, &sales_box).await;
     app.work_one().await;
     let dave = app.create_user().await;
 
@@ -340,7 +319,7 @@ async fn one_primary_account_per_user_listed_first() {
     let (a, b) = (a["id"].as_i64().unwrap(), b["id"].as_i64().unwrap());
     let admin = admin(&app).await;
     let shared_box = TestMailbox::create();
-    let shared = connect_shared(&app, admin, &shared_box).await;
+    let shared = app.connect_shared(admin, &shared_box).await;
     app.request_as(
         reqwest::Method::POST,
         &format!("/v1/accounts/{shared}/access"),
@@ -418,7 +397,7 @@ async fn deleting_a_user_removes_their_mailboxes_and_jobs_and_keeps_shared_inbox
     let carol_before = count(&app.db.url, "SELECT count(*) AS count FROM contacts").await;
     let admin = admin(&app).await;
     let shared_box = TestMailbox::create();
-    let shared = connect_shared(&app, admin, &shared_box).await;
+    let shared = app.connect_shared(admin, &shared_box).await;
     app.work_one().await;
     // The user also happens to be recorded as the shared inbox's owner.
     execute(

@@ -550,23 +550,7 @@ async fn system_mail_goes_out_through_the_designated_account() {
     assert_eq!(status, 201);
     let admin = admin["id"].as_i64().unwrap();
     // The system account is a shared inbox (noreply@, say), connected by an administrator.
-    let (status, shared) = app
-        .request_as(
-            reqwest::Method::POST,
-            "/v1/accounts",
-            Some(admin),
-            None,
-            Some(json!({
-                "provider": "imap", "kind": "shared",
-                "email": system.address, "password": system.password,
-                "imap": { "host": "127.0.0.1", "port": 993, "encryption": "ssl" },
-                "smtp": { "host": "127.0.0.1", "port": 587, "encryption": "starttls" },
-                "sync_from": "now", "active_folders": ["INBOX"]
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{shared}");
-    let system_account = shared["id"].as_i64().unwrap();
+    let system_account = app.connect_shared(admin, &system).await;
     app.work_one().await;
     // Not someone's personal mailbox: an administrator may not send as its owner.
     let (status, _) = app
