@@ -449,14 +449,6 @@ fn clean_flags<'a>(flags: impl Iterator<Item = &'a str>) -> Vec<String> {
 
 /// The next batch: at most `max_messages` and about `max_bytes`, but always one message, so
 /// a message larger than the budget is still fetched (alone).
-#[cfg(test)]
-fn take_batch(pending: &mut VecDeque<(u32, u32)>, limits: FetchLimits) -> Vec<u32> {
-    take_sized_batch(pending, limits)
-        .into_iter()
-        .map(|(uid, _)| uid)
-        .collect()
-}
-
 /// The next (UID, size) pairs to fetch: at most `max_messages`, and about `max_bytes` (an
 /// oversized message goes alone).
 fn take_sized_batch(pending: &mut VecDeque<(u32, u32)>, limits: FetchLimits) -> Vec<(u32, u32)> {
@@ -763,6 +755,13 @@ mod tests {
         );
         assert_eq!(message_id_of(b"\r\n"), None);
         assert_eq!(message_id_of(b"Message-ID: no brackets\r\n\r\n"), None);
+    }
+
+    fn take_batch(pending: &mut VecDeque<(u32, u32)>, limits: FetchLimits) -> Vec<u32> {
+        take_sized_batch(pending, limits)
+            .into_iter()
+            .map(|(uid, _)| uid)
+            .collect()
     }
 
     #[test]

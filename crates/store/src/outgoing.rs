@@ -260,14 +260,13 @@ pub async fn requeue(
     let conn: &mut AsyncPgConnection = conn;
     conn.transaction(async |tx| {
         diesel::update(fenced(id, token).filter(om::status.eq("sending")))
-            .set(om::status.eq("queued"))
+            .set((
+                om::status.eq("queued"),
+                om::data_started_at.eq(None::<DateTime<Utc>>),
+            ))
             .execute(tx)
             .await?;
-        diesel::update(fenced(id, token).filter(om::status.eq("queued")))
-            .set(om::data_started_at.eq(None::<DateTime<Utc>>))
-            .execute(tx)
-            .await?;
-        later(tx, id, token, delay_secs, why).await
+        retry_later(tx, id, token, delay_secs, why).await
     })
     .await
 }
@@ -276,17 +275,7 @@ pub async fn requeue(
 /// unchanged: a send to resolve, or a Sent copy to file, when the server was unreachable.
 /// (`data_started_at` stays: a send that may have been transmitted is never retried.)
 pub async fn retry_later(
-    conn: &mut Conn,
-    id: i64,
-    token: i32,
-    delay_secs: i64,
-    why: &str,
-) -> Result<bool, StoreError> {
-    later(conn, id, token, delay_secs, why).await
-}
-
-async fn later(
-    tx: &mut AsyncPgConnection,
+    conn: &mut AsyncPgConnection,
     id: i64,
     token: i32,
     delay_secs: i64,
@@ -302,7 +291,7 @@ async fn later(
                 om::server_reply.eq(why),
                 om::updated_at.eq(Utc::now()),
             ))
-            .execute(tx)
+            .execute(conn)
             .await?
             == 1,
     )

@@ -15,14 +15,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Keeps the tracer provider alive; dropping it flushes the spans not yet exported.
 pub struct Telemetry {
     provider: SdkTracerProvider,
-    exporting: bool,
-}
-
-impl Telemetry {
-    /// Whether spans leave the process (an OTLP endpoint is configured).
-    pub fn exporting(&self) -> bool {
-        self.exporting
-    }
 }
 
 impl Drop for Telemetry {
@@ -60,16 +52,12 @@ pub fn init(service: &str, log_format: &str) -> Telemetry {
         .build();
     metrics::install(resource.clone(), otlp_configured());
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    let mut exporting = false;
     if otlp_configured() {
         match opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .build()
         {
-            Ok(exporter) => {
-                builder = builder.with_batch_exporter(exporter);
-                exporting = true;
-            }
+            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
             Err(e) => eprintln!("telemetry: OTLP exporter not started: {e}"),
         }
     }
@@ -104,10 +92,7 @@ pub fn init(service: &str, log_format: &str) -> Telemetry {
     if let Err(e) = result {
         eprintln!("telemetry: a subscriber was already installed: {e}");
     }
-    Telemetry {
-        provider,
-        exporting,
-    }
+    Telemetry { provider }
 }
 
 /// The current span's trace id (32 hex digits), for a log field; `None` outside a trace.

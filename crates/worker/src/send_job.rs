@@ -122,6 +122,7 @@ impl Worker {
         }
         drop(conn);
         let result = submission.transmit(&row.raw_message).await;
+        let files_itself = submission.files_sent_copy();
         submission.close().await;
         match result {
             Ok(reply) => {
@@ -143,6 +144,12 @@ impl Worker {
                     "Message sent."
                 );
                 let copy = match copy_token {
+                    // Gmail and Graph file what they send; the sync brings the copy in.
+                    Some(t) if files_itself => {
+                        let mut conn = self.store.conn().await?;
+                        outgoing::copy_filed_by_provider(&mut conn, row.id, t).await?;
+                        None
+                    }
                     Some(t) => self.file_copy(&row, t, None).await?,
                     None => None,
                 };
