@@ -312,17 +312,17 @@ async fn rematch(
     let rids: Vec<&str> = batch.iter().map(|(m, _)| m.remote_id.as_str()).collect();
     let uids: Vec<Option<i64>> = batch.iter().map(|(m, _)| m.imap_uid).collect();
     let flags: Vec<String> = batch.iter().map(|(m, _)| m.flags.join(" ")).collect();
-    let shas: Vec<&[u8]> = batch
+    let hashes: Vec<&[u8]> = batch
         .iter()
-        .map(|(m, _)| m.content_sha256.as_slice())
+        .map(|(m, _)| m.content_hash.as_slice())
         .collect();
     let mids: Vec<Option<&str>> = batch.iter().map(|(m, _)| m.message_id.as_deref()).collect();
     let mut total = 0;
-    for key in ["m.content_sha256 = n.sha", "m.message_id = n.mid"] {
+    for key in ["m.content_hash = n.hash", "m.message_id = n.mid"] {
         total += diesel::sql_query(format!(
             "WITH n AS (
                  SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::text[])
-                     AS n(rid, uid, f, sha, mid)
+                     AS n(rid, uid, f, hash, mid)
                  WHERE NOT EXISTS (SELECT 1 FROM messages x WHERE x.folder_id = $1 AND x.remote_id = n.rid)),
              pairs AS (
                  SELECT DISTINCT ON (m.id) m.id AS row_id, n.rid, n.uid, n.f
@@ -337,7 +337,7 @@ async fn rematch(
         .bind::<Array<Text>, _>(&rids)
         .bind::<Array<diesel::sql_types::Nullable<BigInt>>, _>(&uids)
         .bind::<Array<Text>, _>(&flags)
-        .bind::<Array<diesel::sql_types::Bytea>, _>(&shas)
+        .bind::<Array<diesel::sql_types::Bytea>, _>(&hashes)
         .bind::<Array<diesel::sql_types::Nullable<Text>>, _>(&mids)
         .bind::<Text, _>(prefix)
         .execute(tx)

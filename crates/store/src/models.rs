@@ -139,7 +139,8 @@ pub struct NewMessage {
     pub text_body: Option<String>,
     pub html_body: Option<String>,
     pub attachments: serde_json::Value,
-    pub content_sha256: Vec<u8>,
+    /// BLAKE3 of the raw message.
+    pub content_hash: Vec<u8>,
     pub parse_problem: Option<String>,
 }
 

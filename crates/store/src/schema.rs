@@ -103,7 +103,7 @@ diesel::table! {
         text_body -> Nullable<Text>,
         html_body -> Nullable<Text>,
         attachments -> Jsonb,
-        content_sha256 -> Bytea,
+        content_hash -> Bytea,
         parse_problem -> Nullable<Text>,
         created_at -> Timestamptz,
     }

@@ -5,5 +5,6 @@
 mod cursor;
 mod engine;
 pub mod parse;
+mod skim;
 
 pub use engine::{SyncError, SyncOptions, SyncReport, refresh_folders, sync_account};

@@ -1,12 +1,12 @@
 //! Raw RFC 5322 bytes → a message row and its addresses, with mail-parser. Whatever can't be
 //! read is recorded in `parse_problem`; a message is never dropped for being malformed.
 
+use crate::skim::{self, Skimmed};
 use chrono::{DateTime, Utc};
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 use mailfleet_core::EmailAddress;
 use mailfleet_provider::FetchedMessage;
 use mailfleet_store::models::{AddressEntry, NewMessage};
-use sha2::{Digest, Sha256};
 
 /// Parses one fetched message. Runs mail-parser behind `catch_unwind`: it is fuzzed and
 /// documented not to panic, but has shipped panics before, and one bad message must not take
@@ -16,7 +16,7 @@ pub fn parse_fetched(
     folder_id: i64,
     fetched: FetchedMessage,
 ) -> (NewMessage, Vec<AddressEntry>) {
-    let sha = Sha256::digest(&fetched.raw).to_vec();
+    let hash = blake3::hash(&fetched.raw).as_bytes().to_vec();
     let parsed = std::panic::catch_unwind(|| parse_raw(&fetched.raw));
     let (fields, addresses, problem) = match parsed {
         Ok(Some((f, a))) => (f, a, None),
@@ -43,7 +43,7 @@ pub fn parse_fetched(
         .cloned()
         .or_else(|| fields.in_reply_to.clone())
         .or_else(|| fields.message_id.clone())
-        .unwrap_or_else(|| hex(&sha));
+        .unwrap_or_else(|| hex(&hash));
     let (from_name, from_email) = addresses
         .iter()
         .find(|a| a.field == "from")
@@ -68,13 +68,13 @@ pub fn parse_fetched(
         text_body: fields.text_body,
         html_body: fields.html_body,
         attachments: serde_json::Value::Array(fields.attachments),
-        content_sha256: sha,
+        content_hash: hash,
         parse_problem: problem,
     };
     (msg, addresses)
 }
 
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Fields {
     message_id: Option<String>,
     in_reply_to: Option<String>,
@@ -87,7 +87,17 @@ struct Fields {
 }
 
 fn parse_raw(raw: &[u8]) -> Option<(Fields, Vec<AddressEntry>)> {
-    let m = MessageParser::default().parse(raw)?;
+    if let Some(s) = &skim::skim(raw) {
+        let m = MessageParser::default().parse(&s.light)?;
+        if s.confirm(&m) {
+            return read_parsed(&m, Some(s));
+        }
+    }
+    read_parsed(&MessageParser::default().parse(raw)?, None)
+}
+
+/// The fields of a parsed message; `skimmed` gives the sizes of attachment bodies left out.
+fn read_parsed(m: &Message<'_>, skimmed: Option<&Skimmed>) -> Option<(Fields, Vec<AddressEntry>)> {
     // mail-parser returns a message with no parts for some garbage; methods on it index
     // parts[0], so stop here.
     if m.parts.is_empty() {
@@ -106,7 +116,9 @@ fn parse_raw(raw: &[u8]) -> Option<(Fields, Vec<AddressEntry>)> {
                     Some(sub) => format!("{}/{}", ct.ctype(), sub),
                     None => ct.ctype().to_string(),
                 }),
-                "size": a.contents().len(),
+                "size": skimmed
+                    .and_then(|s| s.decoded_size(a.offset_body))
+                    .unwrap_or_else(|| a.contents().len()),
                 "content_id": a.content_id().map(clean),
                 "inline": a.content_disposition().is_some_and(|d| d.is_inline()),
             })
@@ -249,6 +261,80 @@ JVBERi0xLjQK\r\n\
                 ("to", 1, "bob@example.test"),
                 ("cc", 0, "carol@example.test"),
             ]
+        );
+    }
+
+    /// The full parse, without leaving attachment bodies out.
+    fn parse_whole(raw: &[u8]) -> Option<(Fields, Vec<AddressEntry>)> {
+        read_parsed(&MessageParser::default().parse(raw)?, None)
+    }
+
+    #[test]
+    fn leaving_attachment_bodies_out_changes_nothing_on_a_realistic_mailbox() {
+        let spec = mailfleet_mailgen::MailboxSpec {
+            owner: "owner@example.test".into(),
+            owner_name: "Owner".into(),
+            count: 400,
+            seed: 7,
+            now: DateTime::from_timestamp(1_795_000_000, 0).unwrap(),
+            span_days: 30,
+            folders: vec![("INBOX".into(), 3), ("Sent".into(), 1), ("Junk".into(), 1)],
+            size_mix: mailfleet_mailgen::SizeMix::Realistic,
+        };
+        let mut skimmed = 0;
+        for m in mailfleet_mailgen::generate(&spec) {
+            skimmed += usize::from(skim::skim(&m.raw).is_some());
+            assert_eq!(parse_raw(&m.raw), parse_whole(&m.raw), "{}", m.message_id);
+        }
+        assert!(skimmed > 20, "only {skimmed} messages had a body left out");
+    }
+
+    #[test]
+    fn leaving_attachment_bodies_out_changes_nothing_on_odd_structures() {
+        let body = "QUJD".repeat(600);
+        let wrapped: String = body
+            .as_bytes()
+            .chunks(76)
+            .map(|l| std::str::from_utf8(l).unwrap())
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        let cases = [
+            // Nested: related inside alternative inside mixed, an inline image, a PDF.
+            format!(
+                "Message-ID: <n@x>\r\nFrom: a@x.test\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: multipart/alternative; boundary=\"a\"\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\nplain\r\n--a\r\nContent-Type: multipart/related; boundary=\"r\"\r\n\r\n--r\r\nContent-Type: text/html\r\n\r\n<img src=cid:i>\r\n--r\r\nContent-Type: image/png\r\nContent-ID: <i>\r\nContent-Transfer-Encoding: base64\r\n\r\n{wrapped}\r\n--r--\r\n--a--\r\n--o\r\nContent-Type: application/pdf; name=\"q.pdf\"\r\nContent-Disposition: attachment; filename=\"q.pdf\"\r\nContent-Transfer-Encoding: BASE64\r\n\r\n{wrapped}==\r\n--o--\r\n"
+            ),
+            // LF line ends, transport padding after the delimiter, no close delimiter.
+            format!(
+                "From: a@x.test\nContent-Type: multipart/mixed; boundary=b\n\n--b  \nContent-Type: text/plain\n\nhi\n--b\nContent-Type: application/zip\nContent-Transfer-Encoding: base64\n\n{}\n",
+                body
+            ),
+            // A boundary that is a prefix of a longer one in the text.
+            format!(
+                "From: a@x.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--bx is not it\r\n--b\r\nContent-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n\r\n{wrapped}\r\n--b--\r\n"
+            ),
+            // A forwarded message with its own attachment, and padding in the middle.
+            format!(
+                "From: a@x.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: c@x.test\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\nContent-Type: image/gif\r\nContent-Transfer-Encoding: base64\r\n\r\n{wrapped}\r\n--c--\r\n\r\n--b\r\nContent-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n\r\nQQ==\r\n{wrapped}\r\n--b--\r\n"
+            ),
+            // A single-part message that is all attachment.
+            format!(
+                "From: a@x.test\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n{wrapped}\r\n"
+            ),
+            // The delimiter glued to the end of the last base64 line.
+            format!(
+                "From: a@x.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n\r\n{wrapped}--b--\r\n"
+            ),
+        ];
+        for (i, raw) in cases.iter().enumerate() {
+            assert_eq!(
+                parse_raw(raw.as_bytes()),
+                parse_whole(raw.as_bytes()),
+                "case {i}"
+            );
+        }
+        assert!(
+            skim::skim(cases[0].as_bytes()).is_some(),
+            "the plain case is skimmed"
         );
     }
 

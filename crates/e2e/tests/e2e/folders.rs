@@ -362,7 +362,7 @@ async fn on_a_server_with_folder_ids_a_renamed_folder_keeps_its_messages() {
     mailfleet_testkit::strings(
         &app.db.url,
         &format!(
-            "INSERT INTO messages (account_id, folder_id, remote_id, thread_key, size_bytes, content_sha256, message_id)
+            "INSERT INTO messages (account_id, folder_id, remote_id, thread_key, size_bytes, content_hash, message_id)
              VALUES ({id}, {projects}, '1:1', 'k', 10, '\\x00', 'kept@example.org') RETURNING 'x' AS value"
         ),
     )
