@@ -75,6 +75,10 @@ ticks() {
   done
   echo "$t"
 }
+# Done when the sync has recorded its end. Asked of Postgres through one psql session kept
+# open: a primary-key lookup every 50 ms, so the poll costs next to nothing of the CPU being
+# measured (the API's account view counts the messages of every folder on each call).
+coproc POLL { psql -h 127.0.0.1 -U postgres -qAt mailfleet_bench; }
 MF_BUSY0=$(busy) PG0=$(ticks postgres) IMAP0=$(ticks 'imap|imap-login')
 START=$(date +%s.%N)
 # PERF=/path/perf.data records a CPU profile of the worker (perf report -i /path/perf.data).
@@ -83,14 +87,15 @@ if [[ -n ${PERF:-} ]]; then PROFILE_CMD=(perf record -F 499 -g -o "$PERF" --); f
 MAILFLEET_WORKER_SLOTS=1 /usr/bin/time -v "${PROFILE_CMD[@]}" "$BIN" worker >"$WORK/worker.log" 2>"$WORK/worker.time" &
 TIME_PID=$!
 while :; do
-  state=$(api "http://$MAILFLEET_API_ADDR/v1/accounts/$ACCOUNT")
-  # A pattern match, not a python3 per poll: the poll must not eat the CPU being measured.
-  top=${state%%\"folders\":*}   # the account's own fields, not its folders'
-  if [[ $top == *'"sync_status":"idle"'* && $top != *'"last_synced_at":null'* ]]; then break; fi
-  sleep 0.1
+  echo "SELECT last_synced_at IS NOT NULL AND sync_queued_at IS NULL FROM accounts WHERE id = $ACCOUNT;" >&"${POLL[1]}"
+  read -r done <&"${POLL[0]}"
+  [[ $done == t ]] && break
+  sleep 0.05
 done
 END=$(date +%s.%N)
 MF_BUSY=$(( $(busy) - MF_BUSY0 )) PG=$(( $(ticks postgres) - PG0 )) IMAP=$(( $(ticks 'imap|imap-login') - IMAP0 ))
+exec {POLL[1]}>&-
+state=$(api "http://$MAILFLEET_API_ADDR/v1/accounts/$ACCOUNT")
 MF_COUNT=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["message_count"])' "$state")
 # The worker is /usr/bin/time's child, or perf's under PERF: stop it, not time (or perf).
 for child in $(pgrep -P "$TIME_PID"); do pkill -TERM -P "$child" || true; done

@@ -1,9 +1,9 @@
 use crate::folders::{CursorUpdate, save_cursor};
-use crate::models::{AddressEntry, NewMessage, NewMessageAddress};
-use crate::schema::{message_addresses, messages};
+use crate::models::{AddressEntry, NewMessage};
+use crate::schema::messages;
 use crate::{Conn, StoreError};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Text};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::collections::HashMap;
 
@@ -70,7 +70,6 @@ pub struct IdentifiedCopy {
 
 // Postgres takes at most 65,535 bind parameters; a message row has 20 columns.
 const MESSAGE_ROWS_PER_INSERT: usize = 1_000;
-const ADDRESS_ROWS_PER_INSERT: usize = 10_000;
 
 /// Stores a batch of fetched messages and moves the folder's cursor past them, in one
 /// transaction: either both happen or neither, so a crash re-fetches the batch and the unique
@@ -160,28 +159,50 @@ pub(crate) async fn insert_linked(
             .await?;
         inserted.extend(ids);
     }
-    let mut addr_rows = Vec::new();
+    // The new messages' addresses, as columns: one unnest() beats thousands of parameters.
+    let mut addresses = AddressColumns::default();
     for (id, remote) in &inserted {
         for a in addresses_by_remote.get(remote).into_iter().flatten() {
-            addr_rows.push(NewMessageAddress {
-                message_id: *id,
-                field: a.field,
-                position: a.position,
-                name: a.name.as_deref(),
-                email: &a.email,
-            });
+            addresses.push(*id, a);
         }
     }
-    for chunk in addr_rows.chunks(ADDRESS_ROWS_PER_INSERT) {
-        diesel::insert_into(message_addresses::table)
-            .values(chunk)
-            .on_conflict_do_nothing()
-            .execute(tx)
-            .await?;
+    if !addresses.message_ids.is_empty() {
+        diesel::sql_query(
+            "INSERT INTO message_addresses (message_id, field, position, name, email)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind::<Array<BigInt>, _>(&addresses.message_ids)
+        .bind::<Array<Text>, _>(&addresses.fields)
+        .bind::<Array<Integer>, _>(&addresses.positions)
+        .bind::<Array<Nullable<Text>>, _>(&addresses.names)
+        .bind::<Array<Text>, _>(&addresses.emails)
+        .execute(tx)
+        .await?;
     }
     let ids: Vec<i64> = inserted.iter().map(|(id, _)| *id).collect();
-    let (created, links) = link_contacts(tx, owner, &ids).await?;
+    let (created, links) = link_contacts(tx, owner, &addresses).await?;
     Ok((ids, created, links))
+}
+
+/// Addresses of stored messages, column by column.
+#[derive(Default)]
+struct AddressColumns<'a> {
+    message_ids: Vec<i64>,
+    fields: Vec<&'static str>,
+    positions: Vec<i32>,
+    names: Vec<Option<&'a str>>,
+    emails: Vec<&'a str>,
+}
+
+impl<'a> AddressColumns<'a> {
+    fn push(&mut self, message_id: i64, a: &'a AddressEntry) {
+        self.message_ids.push(message_id);
+        self.fields.push(a.field);
+        self.positions.push(a.position);
+        self.names.push(a.name.as_deref());
+        self.emails.push(&a.email);
+    }
 }
 
 async fn apply_removal(
@@ -397,34 +418,54 @@ async fn apply_flags(
 async fn link_contacts(
     tx: &mut AsyncPgConnection,
     owner: &BatchOwner,
-    message_ids: &[i64],
+    addresses: &AddressColumns<'_>,
 ) -> Result<(usize, usize), StoreError> {
-    if message_ids.is_empty() {
+    if addresses.message_ids.is_empty() {
         return Ok((0, 0));
     }
-    let created = diesel::sql_query(
-        "INSERT INTO contacts (email, name, created_by_account_id)
-         SELECT DISTINCT ON (ma.email) ma.email, NULLIF(btrim(ma.name), ''), $2
-         FROM message_addresses ma
-         WHERE $4 AND ma.message_id = ANY($1) AND ma.field = 'from'
-           AND ma.email <> ALL($3)
-         ORDER BY ma.email, ma.name NULLS LAST
-         ON CONFLICT (email) DO NOTHING",
-    )
-    .bind::<Array<BigInt>, _>(message_ids)
-    .bind::<BigInt, _>(owner.account_id)
-    .bind::<Array<Text>, _>(&owner.own_addresses)
-    .bind::<Bool, _>(owner.create_contacts)
-    .execute(tx)
-    .await?;
+    let mut created = 0;
+    if owner.create_contacts {
+        // Senders become contacts; the account's own addresses never do.
+        let (mut emails, mut names) = (Vec::new(), Vec::new());
+        for i in 0..addresses.emails.len() {
+            let email = addresses.emails[i];
+            if addresses.fields[i] == "from" && !owner.own_addresses.iter().any(|o| o == email) {
+                emails.push(email);
+                names.push(addresses.names[i]);
+            }
+        }
+        if !emails.is_empty() {
+            created = diesel::sql_query(
+                "INSERT INTO contacts (email, name, created_by_account_id)
+                 SELECT DISTINCT ON (s.email) s.email, NULLIF(btrim(s.name), ''), $3
+                 FROM unnest($1::text[], $2::text[]) AS s(email, name)
+                 ORDER BY s.email, s.name NULLS LAST
+                 ON CONFLICT (email) DO NOTHING",
+            )
+            .bind::<Array<Text>, _>(&emails)
+            .bind::<Array<Nullable<Text>>, _>(&names)
+            .bind::<BigInt, _>(owner.account_id)
+            .execute(tx)
+            .await?;
+        }
+    }
+    // Every message is linked to the contacts among its from, to, cc and bcc.
+    let (mut message_ids, mut emails) = (Vec::new(), Vec::new());
+    for i in 0..addresses.emails.len() {
+        if addresses.fields[i] != "reply_to" {
+            message_ids.push(addresses.message_ids[i]);
+            emails.push(addresses.emails[i]);
+        }
+    }
     let links = diesel::sql_query(
         "INSERT INTO message_contacts (message_id, contact_id)
-         SELECT DISTINCT ma.message_id, c.id
-         FROM message_addresses ma JOIN contacts c ON c.email = ma.email
-         WHERE ma.message_id = ANY($1) AND ma.field IN ('from', 'to', 'cc', 'bcc')
+         SELECT DISTINCT s.message_id, c.id
+         FROM unnest($1::bigint[], $2::text[]) AS s(message_id, email)
+         JOIN contacts c ON c.email = s.email
          ON CONFLICT DO NOTHING",
     )
-    .bind::<Array<BigInt>, _>(message_ids)
+    .bind::<Array<BigInt>, _>(&message_ids)
+    .bind::<Array<Text>, _>(&emails)
     .execute(tx)
     .await?;
     Ok((created, links))

@@ -153,16 +153,6 @@ pub struct AddressEntry {
     pub email: String,
 }
 
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = message_addresses)]
-pub struct NewMessageAddress<'a> {
-    pub message_id: i64,
-    pub field: &'a str,
-    pub position: i32,
-    pub name: Option<&'a str>,
-    pub email: &'a str,
-}
-
 /// A message in the outbox.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = outgoing_messages, check_for_backend(diesel::pg::Pg))]

@@ -7,7 +7,7 @@ use mailfleet_provider::{
 use mailfleet_store::folders::{self, ListedFolder};
 use mailfleet_store::leases::Fence;
 use mailfleet_store::messages::{self, BatchOwner, FolderChanges, Removal};
-use mailfleet_store::models::Account;
+use mailfleet_store::models::{Account, AddressEntry, NewMessage};
 use mailfleet_store::{Store, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -209,33 +209,55 @@ async fn sync_folder(
         store,
         folder_id: folder.id,
     };
-    // Fetch batch n+1 while batch n is parsed and written: the network and the database work
-    // at the same time. Batches are still committed in order, each with its own cursor.
+    // Three stages at once: batch n is written while batch n+1 is parsed and batch n+2 is
+    // fetched, so the server, the parser and Postgres all work at the same time. Batches are
+    // still committed in order, each with its own cursor.
     let mut fetched: Option<ChangeBatch> = None;
+    let mut parsed: Option<ParsedBatch> = None;
+    let mut fetched_last = false;
+    let mut fetched_any = false;
     loop {
-        let previous = fetched.take();
-        let folder_done = previous.as_ref().is_some_and(|b| !b.more);
-        // Out of the time slice, or the worker is shutting down: commit what is fetched and
+        // Out of the time slice, or the worker is shutting down: finish what is fetched and
         // stop; the worker queues a follow-up.
-        let out_of_time = previous.is_some()
+        let out_of_time = fetched_any
             && (deadline.is_some_and(|d| Instant::now() >= d)
                 || stop.is_some_and(|s| s.load(Ordering::SeqCst)));
+        let fetch_more = !fetched_last && !out_of_time;
+        let (to_write, to_parse) = (parsed.take(), fetched.take());
+        if to_write.is_none() && to_parse.is_none() && !fetch_more {
+            return Ok(fetched_last);
+        }
         let writing = async {
-            match previous {
-                Some(batch) => store_fetched(store, account, folder, owner, batch, report).await,
+            match to_write {
+                Some(batch) => write_parsed(store, folder, owner, batch, report).await,
                 None => Ok(()),
             }
         };
-        if folder_done || out_of_time {
-            writing.await?;
-            return Ok(folder_done);
-        }
-        let fetching = session.next_changes(remote, &cursor, limits, &copies);
-        let (written, next) = tokio::join!(writing, fetching);
+        let parsing = async {
+            match to_parse {
+                Some(batch) => parse_batch(account.id, folder.id, batch).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let fetching = async {
+            if fetch_more {
+                session
+                    .next_changes(remote, &cursor, limits, &copies)
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (written, next_parsed, next_fetched) = tokio::join!(writing, parsing, fetching);
         written?;
-        let next = next?;
-        cursor = next.next_cursor.clone();
-        fetched = Some(next);
+        parsed = next_parsed?;
+        if let Some(batch) = next_fetched? {
+            cursor = batch.next_cursor.clone();
+            fetched_last = !batch.more;
+            fetched_any = true;
+            fetched = Some(batch);
+        }
     }
 }
 
@@ -266,19 +288,21 @@ impl mailfleet_provider::StoredCopies for StoredInFolder<'_> {
     }
 }
 
-/// Parses a fetched batch and commits it with its cursor.
-async fn store_fetched(
-    store: &Store,
-    account: &Account,
-    folder: &mailfleet_store::models::Folder,
-    owner: &BatchOwner,
+/// A fetched batch, parsed into rows, ready to be committed with its cursor.
+struct ParsedBatch {
+    rows: Vec<(NewMessage, Vec<AddressEntry>)>,
+    changes: FolderChanges,
+    cursor: FolderCursor,
+    bytes: u64,
+}
+
+/// Parses a fetched batch. Parsing is CPU work: it runs off the I/O threads.
+async fn parse_batch(
+    account_id: i64,
+    folder_id: i64,
     batch: ChangeBatch,
-    report: &mut SyncReport,
-) -> Result<(), SyncError> {
-    let started = Instant::now();
-    let fetched = batch.new_messages.len();
+) -> Result<ParsedBatch, SyncError> {
     let bytes: u64 = batch.new_messages.iter().map(|m| m.raw.len() as u64).sum();
-    let (account_id, folder_id) = (account.id, folder.id);
     let messages = batch.new_messages;
     let changes = FolderChanges {
         flags: batch
@@ -309,7 +333,6 @@ async fn store_fetched(
             })
             .collect(),
     };
-    // Parsing is CPU work: keep it off the I/O threads.
     let rows = tokio::task::spawn_blocking(move || {
         messages
             .into_iter()
@@ -318,13 +341,37 @@ async fn store_fetched(
     })
     .await
     .map_err(|e| ProviderError::Permanent(format!("parser task failed: {e}")))?;
+    Ok(ParsedBatch {
+        rows,
+        changes,
+        cursor: batch.next_cursor,
+        bytes,
+    })
+}
+
+/// Commits a parsed batch with its cursor.
+async fn write_parsed(
+    store: &Store,
+    folder: &mailfleet_store::models::Folder,
+    owner: &BatchOwner,
+    batch: ParsedBatch,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let started = Instant::now();
+    let fetched = batch.rows.len();
+    let ParsedBatch {
+        rows,
+        changes,
+        cursor: next_cursor,
+        bytes,
+    } = batch;
     let mut conn = store.conn().await?;
     let outcome = messages::store_batch(
         &mut conn,
         owner,
         rows,
         &changes,
-        &cursor::to_update(&batch.next_cursor),
+        &cursor::to_update(&next_cursor),
     )
     .await?;
     report.messages_added += outcome.inserted;
@@ -335,7 +382,7 @@ async fn store_fetched(
     report.contacts_created += outcome.contacts_created;
     report.contact_links += outcome.contact_links;
     tracing::debug!(
-        account_id, folder = %folder.name, fetched, inserted = outcome.inserted,
+        account_id = owner.account_id, folder = %folder.name, fetched, inserted = outcome.inserted,
         elapsed_ms = started.elapsed().as_millis() as u64, at = %Utc::now(),
         "Batch stored."
     );

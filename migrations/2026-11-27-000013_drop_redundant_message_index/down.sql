@@ -1,0 +1,1 @@
+CREATE INDEX messages_account_idx ON messages (account_id);
