@@ -146,14 +146,21 @@ END=$(date +%s.%N)
 MB_SECS=$(python3 -c "print(f'{$END-$START:.2f}')")
 MB_COUNT=$(find "$WORK/maildir" -type f -path '*/cur/*' -o -type f -path '*/new/*' | wc -l)
 
-python3 - "$MF_SECS" "$MB_SECS" "$MF_COUNT" "$MB_COUNT" "$MF_RSS_KB" "$LOAD_BEFORE" <<'PY'
+wait_idle
+echo "== floor: one TLS connection reading every body and keeping nothing (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
+read -r FLOOR_SECS FLOOR_BYTES < <(python3 bench/read-floor.py "$ADDR" "$PASS" "$RUN/tls/ca.pem" INBOX Sent Archive)
+
+python3 - "$MF_SECS" "$MB_SECS" "$MF_COUNT" "$MB_COUNT" "$MF_RSS_KB" "$LOAD_BEFORE" "$FLOOR_SECS" "$FLOOR_BYTES" <<'PY'
 import sys
 mf, mb, mfn, mbn, rss, load = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+floor, floor_bytes = float(sys.argv[7]), int(sys.argv[8])
 print()
 print(f"{'':12}{'messages':>10}{'seconds':>10}{'msg/s':>10}")
 print(f"{'mailfleet':12}{mfn:>10}{mf:>10.2f}{mfn/mf:>10.0f}   worker peak RSS {rss/1024:.0f} MB")
 print(f"{'mbsync':12}{mbn:>10}{mb:>10.2f}{mbn/mb:>10.0f}")
-print(f"ratio mailfleet/mbsync: {mf/mb:.2f}  (target <= 0.33); load average before the runs: {load}")
+print(f"{'floor':12}{mbn:>10}{floor:>10.2f}{mbn/floor:>10.0f}   {floor_bytes/1e6:.0f} MB read and dropped")
+print(f"ratio mailfleet/mbsync: {mf/mb:.2f}  (target <= 0.33); floor/mbsync: {floor/mb:.2f}; mailfleet/floor: {mf/floor:.2f}")
+print(f"load average before the runs: {load}")
 PY
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS mailfleet_bench WITH (FORCE)" >/dev/null
 scripts/mail-user.sh del "$ADDR" >/dev/null || true

@@ -3,7 +3,7 @@ use crate::models::{AddressEntry, NewMessage};
 use crate::schema::messages;
 use crate::{Conn, StoreError};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Bytea, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::collections::HashMap;
 
@@ -67,9 +67,6 @@ pub struct IdentifiedCopy {
     pub size: i64,
     pub flags: Vec<String>,
 }
-
-// Postgres takes at most 65,535 bind parameters; a message row has 20 columns.
-const MESSAGE_ROWS_PER_INSERT: usize = 1_000;
 
 /// Stores a batch of fetched messages and moves the folder's cursor past them, in one
 /// transaction: either both happen or neither, so a crash re-fetches the batch and the unique
@@ -148,17 +145,7 @@ pub(crate) async fn insert_linked(
         addresses_by_remote.insert(msg.remote_id.clone(), addrs);
         rows.push(msg);
     }
-    let mut inserted: Vec<(i64, String)> = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(MESSAGE_ROWS_PER_INSERT) {
-        let ids: Vec<(i64, String)> = diesel::insert_into(messages::table)
-            .values(chunk)
-            .on_conflict((messages::folder_id, messages::remote_id))
-            .do_nothing()
-            .returning((messages::id, messages::remote_id))
-            .get_results(tx)
-            .await?;
-        inserted.extend(ids);
-    }
+    let inserted = insert_messages(tx, &rows).await?;
     // The new messages' addresses, as columns: one unnest() beats thousands of parameters.
     let mut addresses = AddressColumns::default();
     for (id, remote) in &inserted {
@@ -183,6 +170,72 @@ pub(crate) async fn insert_linked(
     let ids: Vec<i64> = inserted.iter().map(|(id, _)| *id).collect();
     let (created, links) = link_contacts(tx, owner, &addresses).await?;
     Ok((ids, created, links))
+}
+
+/// Inserts the rows (those already there are skipped); returns the new ids with their remote
+/// ids. The rows go as twenty arrays through one unnest(): a multi-row VALUES would make
+/// Postgres parse and bind twenty parameters per message.
+async fn insert_messages(
+    tx: &mut AsyncPgConnection,
+    rows: &[NewMessage],
+) -> Result<Vec<(i64, String)>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Text)]
+        remote_id: String,
+    }
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Text arrays can't nest in an array of rows: one line per element (Message-IDs and
+    // flags never hold a line break), split again by string_to_array.
+    let lines = |v: &[String]| v.join("\n");
+    let inserted: Vec<Inserted> = diesel::sql_query(
+        "INSERT INTO messages (account_id, folder_id, remote_id, imap_uid, message_id,
+             in_reply_to, reference_ids, thread_key, subject, from_name, from_email, sent_at,
+             received_at, size_bytes, flags, text_body, html_body, attachments, content_hash,
+             parse_problem)
+         SELECT a, f, r, u, mid, irt, string_to_array(refs, E'\\n'), tk, subj, fname, femail,
+                sent, recv, size, string_to_array(fl, E'\\n'), tb, hb, att, h, pp
+         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::text[],
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                     $12::timestamptz[], $13::timestamptz[], $14::bigint[], $15::text[],
+                     $16::text[], $17::text[], $18::jsonb[], $19::bytea[], $20::text[])
+             AS n(a, f, r, u, mid, irt, refs, tk, subj, fname, femail, sent, recv, size, fl,
+                  tb, hb, att, h, pp)
+         ON CONFLICT (folder_id, remote_id) DO NOTHING
+         RETURNING id, remote_id",
+    )
+    .bind::<Array<BigInt>, _>(col(rows, |m| m.account_id))
+    .bind::<Array<BigInt>, _>(col(rows, |m| m.folder_id))
+    .bind::<Array<Text>, _>(col(rows, |m| m.remote_id.as_str()))
+    .bind::<Array<Nullable<BigInt>>, _>(col(rows, |m| m.imap_uid))
+    .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.message_id.as_deref()))
+    .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.in_reply_to.as_deref()))
+    .bind::<Array<Text>, _>(col(rows, |m| lines(&m.reference_ids)))
+    .bind::<Array<Text>, _>(col(rows, |m| m.thread_key.as_str()))
+    .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.subject.as_deref()))
+    .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.from_name.as_deref()))
+    .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.from_email.as_deref()))
+    .bind::<Array<Nullable<Timestamptz>>, _>(col(rows, |m| m.sent_at))
+    .bind::<Array<Nullable<Timestamptz>>, _>(col(rows, |m| m.received_at))
+    .bind::<Array<BigInt>, _>(col(rows, |m| m.size_bytes))
+    .bind::<Array<Text>, _>(col(rows, |m| lines(&m.flags)))
+    .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.text_body.as_deref()))
+    .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.html_body.as_deref()))
+    .bind::<Array<Jsonb>, _>(col(rows, |m| &m.attachments))
+    .bind::<Array<Bytea>, _>(col(rows, |m| m.content_hash.as_slice()))
+    .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.parse_problem.as_deref()))
+    .load(tx)
+    .await?;
+    Ok(inserted.into_iter().map(|i| (i.id, i.remote_id)).collect())
+}
+
+/// One column of the rows.
+fn col<'a, T>(rows: &'a [NewMessage], f: impl Fn(&'a NewMessage) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
 }
 
 /// Addresses of stored messages, column by column.

@@ -118,8 +118,8 @@ pub struct Folder {
     pub remote_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = messages)]
+/// A message to store, as parsed.
+#[derive(Debug, Clone)]
 pub struct NewMessage {
     pub account_id: i64,
     pub folder_id: i64,
