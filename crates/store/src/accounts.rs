@@ -322,6 +322,19 @@ pub async fn renew_claim(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Hands an unfinished sync back to the scheduler: the claim is let go and a sync requested,
+/// so the next tick publishes the continuation. Nothing is recorded as synced.
+pub async fn continue_later(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
+    diesel::update(accounts::table.find(id))
+        .set((
+            accounts::sync_queued_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+            accounts::sync_requested.eq(true),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Asks for one more sync after the running one (a job found the account busy).
 pub async fn request_sync(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
     diesel::update(accounts::table.find(id))

@@ -395,7 +395,10 @@ fn record_metrics(kind: &str, outcome: &Outcome, took: Duration) {
 impl Worker {
     async fn run_job(&self, delivery: &Delivery, env: &JobEnvelope) -> Result<Outcome, StoreError> {
         match env.job {
-            Job::SyncAccount { account_id } => self.run_sync(account_id, env.job_id).await,
+            Job::SyncAccount { account_id } => {
+                self.run_sync(account_id, env.job_id, delivery_attempt(delivery))
+                    .await
+            }
             Job::TestConnection { test_id } => self.answer_test(delivery, test_id).await,
             Job::RefreshFolders { account_id } => self.run_refresh(account_id).await,
             Job::SendMessage { outgoing_id } => self.run_send(outgoing_id).await,

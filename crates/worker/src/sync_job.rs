@@ -16,6 +16,7 @@ impl Worker {
         &self,
         account_id: i64,
         job_id: Uuid,
+        attempt: i64,
     ) -> Result<Outcome, StoreError> {
         let account = match self.active_account(account_id).await? {
             Ok(a) => a,
@@ -37,7 +38,15 @@ impl Worker {
         drop(conn);
 
         let renewal = self.keep_lease(lease);
-        let result = self.sync_once(&account, fence).await;
+        let mut options = self.config.sync;
+        if attempt > 1 {
+            // A redelivery: the worker before died or gave the job back. Commit one batch and
+            // hand over to a fresh follow-up job, so that workers killed while syncing a large
+            // mailbox don't add up to the queue's delivery limit and dead-letter a healthy
+            // sync; a job that kills its worker before any progress still reaches the limit.
+            options.max_duration = Some(std::time::Duration::ZERO);
+        }
+        let result = self.sync_once(&account, fence, options).await;
         renewal.abort();
         let mut conn = self.store.conn().await?;
         // Let go of the lease before the claim is cleared or a follow-up is published: a job
@@ -98,7 +107,9 @@ impl Worker {
                 let next = JobEnvelope::new(Job::SyncAccount { account_id });
                 if let Err(e) = self.broker.publish(&next).await {
                     tracing::warn!(account_id, error = %e, "Follow-up sync not published; the scheduler will resume it.");
-                    accounts::finish_sync(conn, account_id, None).await?;
+                    // Not finish_sync: that records a complete sync, and the account would
+                    // wait a whole interval with its mailbox half synced.
+                    accounts::continue_later(conn, account_id).await?;
                 } else {
                     accounts::renew_claim(conn, account_id).await?;
                 }
@@ -257,13 +268,18 @@ impl Worker {
         Ok(outcome)
     }
 
-    async fn sync_once(&self, account: &Account, fence: Fence) -> Result<SyncReport, SyncError> {
+    async fn sync_once(
+        &self,
+        account: &Account,
+        fence: Fence,
+        options: mailfleet_sync::SyncOptions,
+    ) -> Result<SyncReport, SyncError> {
         let mut session = self.open_session(account).await?;
         let result = sync_account(
             &self.store,
             session.as_mut(),
             account,
-            self.config.sync,
+            options,
             Some(fence),
             Some(&self.draining),
         )

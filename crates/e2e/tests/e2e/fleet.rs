@@ -437,3 +437,117 @@ async fn a_dead_holders_lease_is_taken_at_once_a_frozen_holders_only_once_it_exp
     };
     assert!(b.liveness.held());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_sync_commits_one_batch_and_hands_over_to_a_fresh_job() {
+    let app = App::start_with(|c| c.sync.batch_messages = 10).await;
+    let mailbox = TestMailbox::create();
+    mailbox
+        .seed(&small_mailbox(&mailbox.address, 60, 3))
+        .unwrap();
+    let id = app.connect_account(&mailbox, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    // The worker that took the job first gave it back (as a killed one does).
+    let ch = app.broker.consumer_channel(1).await.unwrap();
+    let first = mailfleet_queue::Broker::get(&ch, &app.broker.names().sync)
+        .await
+        .unwrap()
+        .expect("the sync job");
+    first
+        .acker
+        .nack(mailfleet_queue::BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        })
+        .await
+        .unwrap();
+    let _ = ch.close(200, "done".into()).await;
+
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("the redelivery failed")
+    };
+    assert!(report.incomplete, "{report:?}");
+    assert!(
+        (1..=10).contains(&report.messages_added),
+        "one batch (of at most 10), then a fresh job: {report:?}"
+    );
+    assert_eq!(app.sync_ready().await, 1, "the follow-up is queued");
+    // The fresh job (first delivery) syncs the rest in one go.
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("the follow-up failed")
+    };
+    assert!(!report.incomplete, "{report:?}");
+    assert_eq!(app.message_count(id).await, 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_that_cannot_be_queued_leaves_the_sync_due_not_finished() {
+    use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
+    use lapin::types::{FieldTable, ShortString};
+    let app = App::start_with(|c| c.sync.max_duration = Some(Duration::ZERO)).await;
+    let mailbox = TestMailbox::create();
+    mailbox
+        .seed(&small_mailbox(&mailbox.address, 60, 4))
+        .unwrap();
+    let id = app.connect_account(&mailbox, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    // Park the job in a queue of its own and delete the sync queue: the slice's follow-up
+    // publish is then unroutable, as when RabbitMQ is away at that moment.
+    let names = app.broker.names().clone();
+    let parked = format!("{}.parked", names.prefix);
+    let ch = app.broker.consumer_channel(1).await.unwrap();
+    ch.queue_declare(
+        ShortString::from(parked.as_str()),
+        QueueDeclareOptions {
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let job = mailfleet_queue::Broker::get(&ch, &names.sync)
+        .await
+        .unwrap()
+        .expect("the sync job");
+    ch.basic_publish(
+        ShortString::from(""),
+        ShortString::from(parked.as_str()),
+        BasicPublishOptions::default(),
+        &job.data,
+        job.properties.clone(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    job.acker
+        .ack(mailfleet_queue::BasicAckOptions::default())
+        .await
+        .unwrap();
+    ch.queue_delete(
+        ShortString::from(names.sync.as_str()),
+        QueueDeleteOptions::default(),
+    )
+    .await
+    .unwrap();
+
+    let Outcome::Synced(report) = app.worker.process_one_from(&parked).await.unwrap() else {
+        panic!("the slice failed")
+    };
+    assert!(report.incomplete, "{report:?}");
+    assert!(app.message_count(id).await < 60);
+    let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
+    assert!(
+        view["last_synced_at"].is_null(),
+        "a half-done sync is not recorded as synced: {view}"
+    );
+    // Due at once, not after the sync interval (an hour here).
+    let mut conn = app.store.conn().await.unwrap();
+    let due = mailfleet_store::accounts::claim_due(&mut conn, 3600, 10)
+        .await
+        .unwrap();
+    assert_eq!(due, vec![id]);
+}
