@@ -11,6 +11,10 @@ use mailfleet_store::{StoreError, accounts, sync_runs};
 use mailfleet_sync::{SyncError, SyncReport, sync_account};
 use uuid::Uuid;
 
+/// From this delivery of a sync job on, it commits one batch and hands over (see `run_sync`).
+/// Not from the first redelivery: each hand-over costs a login, and a single crash is common.
+const REDELIVERY_SHORT_SLICE: i64 = 3;
+
 impl Worker {
     pub(crate) async fn run_sync(
         &self,
@@ -39,11 +43,11 @@ impl Worker {
 
         let renewal = self.keep_lease(lease);
         let mut options = self.config.sync;
-        if attempt > 1 {
-            // A redelivery: the worker before died or gave the job back. Commit one batch and
+        if attempt >= REDELIVERY_SHORT_SLICE {
+            // Given back more than once (workers died or returned it): commit one batch and
             // hand over to a fresh follow-up job, so that workers killed while syncing a large
             // mailbox don't add up to the queue's delivery limit and dead-letter a healthy
-            // sync; a job that kills its worker before any progress still reaches the limit.
+            // sync. A job that kills its worker before any progress still reaches the limit.
             options.max_duration = Some(std::time::Duration::ZERO);
         }
         let result = self.sync_once(&account, fence, options).await;

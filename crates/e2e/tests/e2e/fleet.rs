@@ -439,7 +439,7 @@ async fn a_dead_holders_lease_is_taken_at_once_a_frozen_holders_only_once_it_exp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redelivered_sync_commits_one_batch_and_hands_over_to_a_fresh_job() {
+async fn a_sync_given_back_twice_commits_one_batch_and_hands_over_to_a_fresh_job() {
     let app = App::start_with(|c| c.sync.batch_messages = 10).await;
     let mailbox = TestMailbox::create();
     mailbox
@@ -448,21 +448,23 @@ async fn a_redelivered_sync_commits_one_batch_and_hands_over_to_a_fresh_job() {
     let id = app.connect_account(&mailbox, json!({})).await["id"]
         .as_i64()
         .unwrap();
-    // The worker that took the job first gave it back (as a killed one does).
-    let ch = app.broker.consumer_channel(1).await.unwrap();
-    let first = mailfleet_queue::Broker::get(&ch, &app.broker.names().sync)
-        .await
-        .unwrap()
-        .expect("the sync job");
-    first
-        .acker
-        .nack(mailfleet_queue::BasicNackOptions {
-            requeue: true,
-            multiple: false,
-        })
-        .await
-        .unwrap();
-    let _ = ch.close(200, "done".into()).await;
+    // Two workers took the job and gave it back (as killed ones do).
+    for _ in 0..2 {
+        let ch = app.broker.consumer_channel(1).await.unwrap();
+        let taken = mailfleet_queue::Broker::get(&ch, &app.broker.names().sync)
+            .await
+            .unwrap()
+            .expect("the sync job");
+        taken
+            .acker
+            .nack(mailfleet_queue::BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
+            .await
+            .unwrap();
+        let _ = ch.close(200, "done".into()).await;
+    }
 
     let Outcome::Synced(report) = app.work_one().await else {
         panic!("the redelivery failed")
