@@ -218,8 +218,8 @@ pub async fn run(common: &Common, args: &DemoArgs) -> anyhow::Result<()> {
     let total = view["message_count"].as_i64().unwrap_or(0);
     println!();
     println!(
-        "{:<10} {:<8} {:>7} {:>8} {:>8}",
-        "folder", "role", "active", "seeded", "synced"
+        "{:<10} {:<8} {:>7} {:>8} {:>17} {:>8}",
+        "folder", "role", "active", "seeded", "in sync window", "synced"
     );
     for f in view["folders"].as_array().into_iter().flatten() {
         let name = f["name"].as_str().unwrap_or("?");
