@@ -95,7 +95,9 @@ pub async fn claim_now(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
     Ok(!claimed.is_empty())
 }
 
-/// Undoes a claim whose job could not be published, keeping the request.
+/// Undoes a claim whose job could not be published (a new sync, or the follow-up of an
+/// unfinished one), keeping the request: the scheduler's next tick publishes it. Nothing is
+/// recorded as synced.
 pub async fn release_claim(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
     diesel::update(accounts::table.find(id))
         .set((
@@ -317,19 +319,6 @@ pub async fn backdate_folder_refresh(
 pub async fn renew_claim(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
     diesel::update(accounts::table.find(id))
         .set(accounts::sync_queued_at.eq(diesel::dsl::now))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Hands an unfinished sync back to the scheduler: the claim is let go and a sync requested,
-/// so the next tick publishes the continuation. Nothing is recorded as synced.
-pub async fn continue_later(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
-    diesel::update(accounts::table.find(id))
-        .set((
-            accounts::sync_queued_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-            accounts::sync_requested.eq(true),
-        ))
         .execute(conn)
         .await?;
     Ok(())

@@ -87,11 +87,11 @@ struct Fields {
 }
 
 fn parse_raw(raw: &[u8]) -> Option<(Fields, Vec<AddressEntry>)> {
-    if let Some(s) = &skim::skim(raw) {
-        let m = MessageParser::default().parse(&s.light)?;
-        if s.confirm(&m) {
-            return read_parsed(&m, Some(s));
-        }
+    if let Some(s) = &skim::skim(raw)
+        && let Some(m) = MessageParser::default().parse(&s.light)
+        && s.confirm(&m)
+    {
+        return read_parsed(&m, Some(s));
     }
     read_parsed(&MessageParser::default().parse(raw)?, None)
 }

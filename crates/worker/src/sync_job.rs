@@ -113,7 +113,7 @@ impl Worker {
                     tracing::warn!(account_id, error = %e, "Follow-up sync not published; the scheduler will resume it.");
                     // Not finish_sync: that records a complete sync, and the account would
                     // wait a whole interval with its mailbox half synced.
-                    accounts::continue_later(conn, account_id).await?;
+                    accounts::release_claim(conn, account_id).await?;
                 } else {
                     accounts::renew_claim(conn, account_id).await?;
                 }

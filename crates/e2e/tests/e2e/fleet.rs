@@ -502,8 +502,9 @@ async fn a_follow_up_that_cannot_be_queued_leaves_the_sync_due_not_finished() {
     let ch = app.broker.consumer_channel(1).await.unwrap();
     ch.queue_declare(
         ShortString::from(parked.as_str()),
+        // Exclusive: gone with the test's broker connection (the worker shares it).
         QueueDeclareOptions {
-            auto_delete: true,
+            exclusive: true,
             ..QueueDeclareOptions::default()
         },
         FieldTable::default(),
