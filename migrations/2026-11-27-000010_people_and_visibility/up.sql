@@ -31,19 +31,41 @@ CREATE INDEX messages_account_sort_idx
 -- user in `mailfleet.viewer_id` (and, on a contact's profile, the contact in
 -- `mailfleet.contact_id`), so a query that forgets a WHERE still sees only what that user
 -- may see. Workers and migrations run as the table owner and are not restricted.
+--
+-- Roles belong to the cluster, not the database: installations in one cluster share this one.
+-- A database owner without CREATEROLE (common on managed Postgres) can migrate once an
+-- administrator has created the role and granted it to them; the errors below say how.
 DO $$
 BEGIN
-    CREATE ROLE mailfleet_viewer NOLOGIN;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL; -- roles are per cluster: another database created it
-END
-$$;
--- The application's own user must be able to SET ROLE to it (a superuser always can).
-DO $$
-BEGIN
-    EXECUTE format('GRANT mailfleet_viewer TO %I', current_user);
-EXCEPTION WHEN others THEN
-    NULL;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mailfleet_viewer') THEN
+        BEGIN
+            CREATE ROLE mailfleet_viewer NOLOGIN;
+        EXCEPTION
+            WHEN duplicate_object OR unique_violation THEN
+                NULL; -- another migration created it meanwhile
+            WHEN insufficient_privilege THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'insufficient_privilege',
+                    MESSAGE = format(
+                        'the role mailfleet_viewer does not exist and %I may not create it '
+                        '(no CREATEROLE); as an administrator, run once: '
+                        'CREATE ROLE mailfleet_viewer NOLOGIN; GRANT mailfleet_viewer TO %I;',
+                        current_user, current_user);
+        END;
+    END IF;
+    -- The application's own user must be able to SET ROLE to it (a superuser always can).
+    IF NOT pg_has_role(current_user, 'mailfleet_viewer', 'MEMBER') THEN
+        BEGIN
+            EXECUTE format('GRANT mailfleet_viewer TO %I', current_user);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'insufficient_privilege',
+                MESSAGE = format(
+                    '%I is not a member of the role mailfleet_viewer and may not grant it '
+                    '(no CREATEROLE); as an administrator, run once: GRANT mailfleet_viewer TO %I;',
+                    current_user, current_user);
+        END;
+    END IF;
 END
 $$;
 GRANT USAGE ON SCHEMA public TO mailfleet_viewer;

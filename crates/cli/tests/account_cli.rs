@@ -180,7 +180,8 @@ fn server_args(mailbox: &TestMailbox) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_add_list_primary_and_delete_through_the_api() {
-    let env = start(false).await;
+    // A worker lists the chosen folders before the API connects the account.
+    let env = start(true).await;
     let ann = env.user("ann@example.test", false).await;
     let mailbox = TestMailbox::create();
     let password = format!("{}\n", mailbox.password);

@@ -68,9 +68,15 @@ async fn fixture(messages: usize) -> Fixture {
         create_contacts: false,
         sync_requested: false,
     };
-    accounts::create(&mut conn, &new, &["INBOX".to_string()])
-        .await
-        .unwrap();
+    let inbox = mailfleet_store::folders::ListedFolder {
+        name: "INBOX".into(),
+        remote_id: None,
+        delimiter: Some("/".into()),
+        role: Some("inbox".into()),
+        selectable: true,
+        active_if_new: true,
+    };
+    accounts::create(&mut conn, &new, &[inbox]).await.unwrap();
     Fixture {
         db,
         queues,

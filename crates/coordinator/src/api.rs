@@ -12,12 +12,15 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router, middleware};
 use chrono::Utc;
-use mailfleet_core::connection_test::{ConnectionSettings, ConnectionTestResult};
+use mailfleet_core::connection_test::{
+    ConnectionSettings, ConnectionTestResult, TestFailure, TestedFolder,
+};
 use mailfleet_core::{
     AccountKind, Binding, Credentials, EmailAddress, Job, JobEnvelope, Provider, Secret, SecretKey,
     ServerEndpoint, SyncWindow,
 };
 use mailfleet_queue::{Broker, QueueError};
+use mailfleet_store::folders::ListedFolder;
 use mailfleet_store::models::{NewAccount, NewUser};
 use mailfleet_store::{Store, accounts, connection_tests, folders, users};
 use serde::Deserialize;
@@ -280,6 +283,28 @@ async fn create_account(
             "active_folders must not contain empty names",
         ));
     }
+    // Chosen folders must be the mailbox's own: the server lists them (through a worker)
+    // before anything is stored, and the listing gives every folder its role at once.
+    let listed = if active_folders.is_empty() {
+        Vec::new()
+    } else {
+        let settings = ConnectionSettings {
+            email: email.to_string(),
+            username: username.clone(),
+            imap: imap.clone(),
+            smtp: smtp.clone(),
+            allow_insecure_cert: req.allow_insecure_cert,
+        };
+        let credentials = Credentials::Password {
+            password: password.clone(),
+        };
+        match run_test(&s, &settings, credentials).await? {
+            ConnectionTestResult::Passed { folders, .. } => {
+                chosen_folders(&folders, &active_folders)?
+            }
+            ConnectionTestResult::Failed { error, .. } => return Err(test_failed(&error)),
+        }
+    };
 
     let mut conn = s.store.conn().await?;
     match (req.kind, req.owner_user_id) {
@@ -319,7 +344,7 @@ async fn create_account(
         create_contacts: req.create_contacts,
         sync_requested: true,
     };
-    accounts::create(&mut conn, &new, &active_folders).await?;
+    accounts::create(&mut conn, &new, &listed).await?;
     drop(conn);
     // The first sync starts now; if publishing fails the request stays and the scheduler
     // publishes it on its next pass.
@@ -328,6 +353,45 @@ async fn create_account(
     }
     tracing::info!(account_id = id, provider = "imap", "Account connected.");
     Ok((StatusCode::CREATED, Json(account_view(&s, id).await?)))
+}
+
+/// The listed folders as rows to store, the chosen ones active. Refuses a chosen name the
+/// server does not list, or one that holds no messages.
+fn chosen_folders(
+    listed: &[TestedFolder],
+    chosen: &[String],
+) -> Result<Vec<ListedFolder>, ApiError> {
+    folders::check_choice(
+        listed.iter().map(|f| (f.name.as_str(), f.selectable)),
+        chosen,
+    )?;
+    Ok(listed
+        .iter()
+        .map(|f| ListedFolder {
+            name: f.name.clone(),
+            remote_id: None,
+            delimiter: f.delimiter.clone(),
+            role: f.role.clone(),
+            selectable: f.selectable,
+            active_if_new: chosen.contains(&f.name),
+        })
+        .collect())
+}
+
+/// A failed connection test as the API's answer: 422 with the test's code.
+fn test_failed(error: &TestFailure) -> ApiError {
+    let code = match error.code.as_str() {
+        "auth_failed" => "auth_failed",
+        "tls_error" => "tls_error",
+        "unreachable" => "unreachable",
+        "timeout" => "timeout",
+        _ => "protocol_error",
+    };
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        code,
+        format!("{}: {}", error.server.to_uppercase(), error.message),
+    )
 }
 
 async fn account_view(s: &ApiState, id: i64) -> Result<AccountView, ApiError> {
@@ -632,20 +696,7 @@ async fn reconnect_account(
     };
     match run_test(&s, &settings, credentials.clone()).await? {
         ConnectionTestResult::Passed { .. } => {}
-        ConnectionTestResult::Failed { error, .. } => {
-            let code = match error.code.as_str() {
-                "auth_failed" => "auth_failed",
-                "tls_error" => "tls_error",
-                "unreachable" => "unreachable",
-                "timeout" => "timeout",
-                _ => "protocol_error",
-            };
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                code,
-                format!("{}: {}", error.server.to_uppercase(), error.message),
-            ));
-        }
+        ConnectionTestResult::Failed { error, .. } => return Err(test_failed(&error)),
     }
     let sealed = new_password.map(|_| credentials.seal(&s.key, id));
     let mut conn = s.store.conn().await?;

@@ -4,6 +4,7 @@
 mod connect;
 mod errors;
 mod examine;
+pub mod mailbox_name;
 mod session;
 pub mod smtp;
 mod stream;

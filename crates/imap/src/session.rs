@@ -1,5 +1,6 @@
 use crate::errors;
 use crate::examine::{self, Mode};
+use crate::mailbox_name;
 use crate::stream::ImapStream;
 use crate::uidset::uid_set;
 use async_imap::types::{Fetch, Flag, NameAttribute};
@@ -42,6 +43,8 @@ struct Open {
 
 pub struct ImapSession {
     session: async_imap::Session<ImapStream>,
+    /// Wire names (modified UTF-7) of the folders the last LIST gave, by decoded name.
+    wire_names: HashMap<String, String>,
     command_timeout: Duration,
     extensions: Extensions,
     received: Arc<AtomicU64>,
@@ -57,6 +60,7 @@ impl ImapSession {
     ) -> Self {
         Self {
             session,
+            wire_names: HashMap::new(),
             command_timeout,
             extensions,
             received,
@@ -79,15 +83,24 @@ impl ImapSession {
         while self.session.unsolicited_responses.try_recv().is_ok() {}
     }
 
+    /// The name to send for a folder: as the server listed it, else encoded.
+    fn wire(&self, name: &str) -> String {
+        self.wire_names
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| mailbox_name::encode(name))
+    }
+
     async fn examine(
         &mut self,
         name: &str,
         mode: Mode,
     ) -> Result<examine::Examined, ProviderError> {
         self.open = None;
+        let wire = self.wire(name);
         let ex = timeout(
             self.command_timeout,
-            examine::examine(&mut self.session, name, mode),
+            examine::examine(&mut self.session, &wire, mode),
         )
         .await
         .map_err(|_| errors::timeout("EXAMINE"))??;
@@ -530,19 +543,22 @@ impl MailSession for ImapSession {
         .map_err(|_| errors::timeout("LIST"))?
         .map_err(errors::command)?;
         self.drain_unsolicited();
-        let mut folders: Vec<RemoteFolder> = names
-            .iter()
-            .map(|n| RemoteFolder {
-                name: n.name().to_owned(),
+        self.wire_names.clear();
+        let mut folders: Vec<RemoteFolder> = Vec::with_capacity(names.len());
+        for n in &names {
+            let name = mailbox_name::from_wire(n.name());
+            self.wire_names.insert(name.clone(), n.name().to_owned());
+            folders.push(RemoteFolder {
+                role: role_of(&name, n.attributes()),
+                name,
                 remote_id: None,
                 delimiter: n.delimiter().map(str::to_owned),
-                role: role_of(n.name(), n.attributes()),
                 selectable: !n
                     .attributes()
                     .iter()
                     .any(|a| matches!(a, NameAttribute::NoSelect)),
-            })
-            .collect();
+            });
+        }
         if self.extensions.objectid {
             // One EXAMINE per folder for its MAILBOXID: only on servers that have ids.
             for f in folders.iter_mut().filter(|f| f.selectable) {
@@ -706,9 +722,10 @@ impl MailSession for ImapSession {
     #[tracing::instrument(name = "imap.append", skip_all, fields(folder, bytes = raw.len()))]
     async fn append_seen(&mut self, folder: &str, raw: &[u8]) -> Result<(), ProviderError> {
         self.open = None;
+        let wire = self.wire(folder);
         timeout(
             self.command_timeout,
-            self.session.append(folder, Some("(\\Seen)"), None, raw),
+            self.session.append(wire, Some("(\\Seen)"), None, raw),
         )
         .await
         .map_err(|_| errors::timeout("APPEND"))?
@@ -718,7 +735,8 @@ impl MailSession for ImapSession {
     }
 
     async fn create_folder(&mut self, name: &str) -> Result<(), ProviderError> {
-        timeout(self.command_timeout, self.session.create(name))
+        let wire = self.wire(name);
+        timeout(self.command_timeout, self.session.create(wire))
             .await
             .map_err(|_| errors::timeout("CREATE"))?
             .map_err(errors::command)?;

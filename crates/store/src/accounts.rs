@@ -182,11 +182,12 @@ pub async fn disable(
     Ok(())
 }
 
-/// Inserts an account and the folders the user chose as active, in one transaction.
+/// Inserts an account and its folders as a connection test listed them (`active_if_new`: the
+/// user chose it), in one transaction. With no folders, the first sync lists them and picks.
 pub async fn create(
     conn: &mut Conn,
     new: &NewAccount,
-    active_folders: &[String],
+    folders: &[crate::folders::ListedFolder],
 ) -> Result<Account, StoreError> {
     use diesel_async::AsyncConnection;
     let conn: &mut diesel_async::AsyncPgConnection = conn;
@@ -196,7 +197,7 @@ pub async fn create(
             .returning(Account::as_returning())
             .get_result(tx)
             .await?;
-        crate::folders::insert_chosen(tx, account.id, active_folders).await?;
+        crate::folders::upsert_rows(tx, account.id, folders).await?;
         Ok::<_, StoreError>(account)
     })
     .await

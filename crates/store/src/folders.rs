@@ -103,7 +103,9 @@ async fn apply_renames(
     Ok(renamed)
 }
 
-async fn upsert_rows(
+/// Inserts listed folders (`active_if_new` and selectable: active) and refreshes what the
+/// server says of stored ones.
+pub(crate) async fn upsert_rows(
     conn: &mut diesel_async::AsyncPgConnection,
     account_id: i64,
     listed: &[ListedFolder],
@@ -186,31 +188,29 @@ pub async fn save_cursor(
     Ok(())
 }
 
-/// Folders the user picked when connecting, before the server was listed: stored active, so
-/// the first listing keeps them active and leaves the rest inactive.
-pub async fn insert_chosen(
-    conn: &mut diesel_async::AsyncPgConnection,
-    account_id: i64,
-    names: &[String],
+/// Refuses active folders that are not among `folders` (name, selectable) or hold no
+/// messages: for `PUT …/folders` and for an account connected with chosen folders alike.
+pub fn check_choice<'a>(
+    folders: impl Iterator<Item = (&'a str, bool)> + Clone,
+    chosen: &[String],
 ) -> Result<(), StoreError> {
-    let rows: Vec<NewFolder<'_>> = names
+    let unknown: Vec<&String> = chosen
         .iter()
-        .map(|n| NewFolder {
-            account_id,
-            name: n,
-            remote_id: None,
-            delimiter: None,
-            role: None,
-            active: true,
-            selectable: true,
-        })
+        .filter(|c| !folders.clone().any(|(name, _)| name == c.as_str()))
         .collect();
-    if !rows.is_empty() {
-        diesel::insert_into(folders::table)
-            .values(&rows)
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
+    if !unknown.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "the mailbox has no folder named {unknown:?} (a connection test lists its folders)"
+        )));
+    }
+    let unselectable: Vec<&str> = folders
+        .filter(|(name, selectable)| !selectable && chosen.iter().any(|c| c == name))
+        .map(|(name, _)| name)
+        .collect();
+    if !unselectable.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "folders {unselectable:?} hold no messages and cannot be active"
+        )));
     }
     Ok(())
 }
@@ -233,25 +233,7 @@ pub async fn set_active(
             .for_update()
             .load(tx)
             .await?;
-        let unknown: Vec<&String> = names
-            .iter()
-            .filter(|n| !all.iter().any(|f| &f.name == *n))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "the account has no folder named {unknown:?}"
-            )));
-        }
-        let unselectable: Vec<&str> = all
-            .iter()
-            .filter(|f| names.contains(&f.name) && !f.selectable)
-            .map(|f| f.name.as_str())
-            .collect();
-        if !unselectable.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "folders {unselectable:?} hold no messages and cannot be active"
-            )));
-        }
+        check_choice(all.iter().map(|f| (f.name.as_str(), f.selectable)), names)?;
         for f in &all {
             let active = names.contains(&f.name);
             if f.active && !active {

@@ -83,37 +83,54 @@ pub async fn sync_account(
     let mut stored = folders::upsert_listed(&mut conn, account.id, &listed, fence).await?;
     drop(conn);
 
-    if first_listing {
-        // Trash and Junk are skipped by the first sync; should the user activate them later,
-        // they start from here and get only newer mail.
-        for folder in stored
-            .iter()
-            .filter(|f| !f.active && f.selectable && f.uidvalidity.is_none())
+    // Trash and Junk never bring their history (the spec: not synced at the first sync).
+    // Whenever one has no position yet — at the account's first sync, active or not, and
+    // however it became active — it starts from where it stands now and gets only newer mail.
+    let mut unpositioned = Vec::new();
+    let mut positioned = false;
+    for folder in stored
+        .iter()
+        .filter(|f| f.selectable && cursor::load(f) == FolderCursor::Initial)
+    {
+        let Some(remote_folder) = remote.iter().find(|r| r.name == folder.name) else {
+            continue;
+        };
+        if !remote_folder
+            .role
+            .is_some_and(FolderRole::skipped_by_default)
         {
-            let Some(remote_folder) = remote.iter().find(|r| r.name == folder.name) else {
-                continue;
-            };
-            if !remote_folder
-                .role
-                .is_some_and(FolderRole::skipped_by_default)
-            {
+            continue;
+        }
+        let position = match session.current_cursor(remote_folder).await {
+            Ok(c) => c,
+            Err(e) if e.class() == ErrorClass::Permanent => {
+                // Not synced from the window instead: tried again at the next sync.
+                tracing::warn!(account_id = account.id, folder = %folder.name, error = %e, "Folder position not read; folder skipped.");
+                unpositioned.push(folder.id);
+                report
+                    .failed_folders
+                    .push((folder.name.clone(), e.to_string()));
                 continue;
             }
-            let position = match session.current_cursor(remote_folder).await {
-                Ok(c) => c,
-                Err(e) if e.class() == ErrorClass::Permanent => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let mut conn = store.conn().await?;
-            folders::save_position(&mut conn, folder.id, &cursor::to_update(&position), fence)
-                .await?;
-        }
+            Err(e) => return Err(e.into()),
+        };
+        let mut conn = store.conn().await?;
+        folders::save_position(&mut conn, folder.id, &cursor::to_update(&position), fence).await?;
+        positioned = true;
+    }
+    if positioned {
+        // An active Trash syncs on from the position just saved, not from the window.
+        let mut conn = store.conn().await?;
+        stored = folders::list(&mut conn, account.id).await?;
     }
 
     // INBOX first: users judge a sync by their newest mail.
     stored.sort_by_key(|f| (f.role.as_deref() != Some("inbox"), f.name.clone()));
     let owner_addresses = vec![account.email.to_lowercase()];
-    for folder in stored.iter().filter(|f| f.active && f.selectable) {
+    for folder in stored
+        .iter()
+        .filter(|f| f.active && f.selectable && !unpositioned.contains(&f.id))
+    {
         let Some(remote_folder) = remote.iter().find(|r| r.name == folder.name) else {
             continue; // chosen, but not on the server (any more)
         };

@@ -100,6 +100,55 @@ impl Drop for TestDb {
     }
 }
 
+/// An empty database owned by a login role of its own without CREATEROLE or CREATEDB, as a
+/// managed Postgres gives an application; the database and the role go when dropped.
+pub struct UnprivilegedDb {
+    pub role: String,
+    pub name: String,
+    /// Logs in as `role` (the test server trusts local logins: no password).
+    pub url: String,
+}
+
+impl UnprivilegedDb {
+    pub async fn create() -> Self {
+        init();
+        let admin = admin_database_url();
+        let suffix = unique_suffix();
+        let (role, name) = (format!("mf_owner_{suffix}"), format!("mf_managed_{suffix}"));
+        execute(
+            &admin,
+            &format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB"),
+        )
+        .await;
+        execute(&admin, &format!("CREATE DATABASE {name} OWNER {role}")).await;
+        let mut url = url::Url::parse(&admin).expect("database URL");
+        url.set_path(&name);
+        url.set_username(&role).expect("a URL with a host");
+        url.set_password(None).expect("a URL with a host");
+        Self {
+            url: url.to_string(),
+            role,
+            name,
+        }
+    }
+}
+
+impl Drop for UnprivilegedDb {
+    fn drop(&mut self) {
+        let (admin, name, role) = (admin_database_url(), self.name.clone(), self.role.clone());
+        block_on_detached(async move {
+            if let Ok(mut c) = AsyncPgConnection::establish(&admin).await {
+                for sql in [
+                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    format!("DROP ROLE IF EXISTS {role}"),
+                ] {
+                    let _ = diesel::sql_query(sql).execute(&mut c).await;
+                }
+            }
+        });
+    }
+}
+
 /// Runs cleanup from `Drop`, which may be inside a test's runtime: on a thread with a
 /// runtime of its own.
 fn block_on_detached(fut: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -134,6 +183,13 @@ pub async fn execute(url: &str, sql: &str) -> usize {
 pub async fn try_execute(url: &str, sql: &str) -> Result<usize, diesel::result::Error> {
     let mut c = AsyncPgConnection::establish(url).await.expect("connect");
     diesel::sql_query(sql).execute(&mut c).await
+}
+
+/// Runs several statements as one script (a migration's SQL, say).
+pub async fn batch_execute(url: &str, sql: &str) {
+    use diesel_async::SimpleAsyncConnection;
+    let mut c = AsyncPgConnection::establish(url).await.expect("connect");
+    c.batch_execute(sql).await.expect("batch");
 }
 
 /// Runs a query that returns one text column per row.

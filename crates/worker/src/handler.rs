@@ -165,14 +165,28 @@ impl Worker {
     /// true, running up to `slots` jobs at once. When RabbitMQ goes away it reconnects with a
     /// growing delay and resumes; deliveries that were in flight are redelivered by the broker
     /// (handlers are idempotent).
-    pub async fn run(
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> Result<(), QueueError> {
+        let names = self.broker.names();
+        let queues = vec![
+            names.sync.clone(),
+            names.refresh.clone(),
+            names.send.clone(),
+            names.test_connection.clone(),
+        ];
+        self.run_on(queues, shutdown).await
+    }
+
+    /// `run`, consuming only `queues` (e.g. a test's responder for connection tests, beside a
+    /// worker it drives step by step).
+    pub async fn run_on(
         self: Arc<Self>,
+        queues: Vec<String>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), QueueError> {
         let slots = Arc::new(Semaphore::new(usize::from(self.config.slots)));
         let mut delay = Duration::from_millis(500);
         loop {
-            match self.clone().consume(&slots, &mut shutdown).await {
+            match self.clone().consume(&queues, &slots, &mut shutdown).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Lost RabbitMQ; reconnecting.");
@@ -210,18 +224,14 @@ impl Worker {
     /// Consumes until shutdown (`Ok`) or until the channel or connection fails (`Err`).
     async fn consume(
         self: Arc<Self>,
+        queues: &[String],
         slots: &Arc<Semaphore>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), QueueError> {
         let channel = self.broker.consumer_channel(self.config.slots).await?;
         let names = self.broker.names();
         let mut consumers = Vec::new();
-        for queue in [
-            &names.sync,
-            &names.refresh,
-            &names.send,
-            &names.test_connection,
-        ] {
+        for queue in queues {
             consumers.push(
                 channel
                     .basic_consume(

@@ -28,6 +28,8 @@ pub struct App {
     /// connected with `connect_account`, unless a test chose with `act_as`.
     acting: std::sync::Mutex<Option<i64>>,
     _server: tokio::task::JoinHandle<()>,
+    /// Stops the connection-test responder when the app goes.
+    _responder: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
@@ -37,6 +39,18 @@ impl App {
 
     /// Starts with a worker configuration adjusted by `tune`.
     pub async fn start_with(tune: impl FnOnce(&mut WorkerConfig)) -> Self {
+        Self::build(tune, true).await
+    }
+
+    /// Starts with nobody answering connection tests (the tests of that timeout).
+    pub async fn start_unanswered() -> Self {
+        Self::build(|_| {}, false).await
+    }
+
+    /// `answer_tests`: a worker of its own answers connection tests in the background (the
+    /// API runs one when an account is connected with chosen folders), while `worker` is
+    /// driven step by step.
+    async fn build(tune: impl FnOnce(&mut WorkerConfig), answer_tests: bool) -> Self {
         let db = TestDb::create().await;
         let queues = TestQueues::new();
         let store = db.store();
@@ -74,6 +88,18 @@ impl App {
             ..WorkerConfig::default()
         };
         tune(&mut config);
+        let (responder_stop, stopped) = tokio::sync::watch::channel(false);
+        if answer_tests {
+            let responder = Arc::new(Worker::new(
+                store.clone(),
+                broker.clone(),
+                key.clone(),
+                trust.clone(),
+                config.clone(),
+            ));
+            let queue = broker.names().test_connection.clone();
+            tokio::spawn(responder.run_on(vec![queue], stopped));
+        }
         let worker = Arc::new(Worker::new(
             store.clone(),
             broker.clone(),
@@ -92,6 +118,7 @@ impl App {
             http: reqwest::Client::new(),
             acting: std::sync::Mutex::new(None),
             _server: server,
+            _responder: responder_stop,
         };
         // Someone to act as before any account exists (connection tests, …).
         let someone = app.create_user().await;

@@ -82,7 +82,7 @@ async fn a_connection_test_returns_the_folders_or_a_typed_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_test_with_no_worker_times_out_cleanly() {
-    let app = App::start().await;
+    let app = App::start_unanswered().await;
     let mailbox = TestMailbox::create();
     let started = std::time::Instant::now();
     let (status, body) = app.post("/v1/connection-tests", settings(&mailbox)).await;

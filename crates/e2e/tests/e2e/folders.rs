@@ -398,3 +398,231 @@ async fn on_a_server_with_folder_ids_a_renamed_folder_keeps_its_messages() {
         "the same folder row"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trash_and_junk_chosen_when_connecting_bring_no_history() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    deliver(&mailbox, "INBOX", 4, Duration::days(2), "inbox");
+    deliver(&mailbox, "Trash", 5, Duration::days(2), "old-trash");
+    deliver(&mailbox, "Junk", 3, Duration::days(2), "old-junk");
+    let id = app
+        .connect_account(
+            &mailbox,
+            json!({ "active_folders": ["INBOX", "Trash", "Junk"] }),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("first sync failed")
+    };
+    assert_eq!(report.messages_added, 4, "{report:?}");
+    let (c, active) = counts(&app, id).await;
+    assert_eq!((c["INBOX"], c["Trash"], c["Junk"]), (4, 0, 0));
+    assert_eq!((active["Trash"], active["Junk"]), (true, true));
+
+    // Newer mail in them arrives.
+    deliver(&mailbox, "Trash", 2, Duration::hours(1), "new-trash");
+    deliver(&mailbox, "Junk", 1, Duration::hours(1), "new-junk");
+    app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
+        .await;
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("second sync failed")
+    };
+    assert_eq!(report.messages_added, 3, "{report:?}");
+    let (c, _) = counts(&app, id).await;
+    assert_eq!((c["INBOX"], c["Trash"], c["Junk"]), (4, 2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trash_activated_later_on_an_account_connected_with_chosen_folders_gets_only_newer_mail() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    deliver(&mailbox, "INBOX", 3, Duration::days(2), "inbox");
+    deliver(&mailbox, "Trash", 11, Duration::days(3), "old-trash");
+    let id = app
+        .connect_account(&mailbox, json!({ "active_folders": ["INBOX"] }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let Outcome::Synced(_) = app.work_one().await else {
+        panic!("first sync failed")
+    };
+    // Mail that reaches Trash after the first sync is "newer": it comes once Trash is active.
+    let newer = deliver(&mailbox, "Trash", 2, Duration::hours(1), "new-trash");
+    let (status, view) = app
+        .put(
+            &format!("/v1/accounts/{id}/folders"),
+            json!({ "active": ["INBOX", "Trash"] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("sync failed")
+    };
+    assert_eq!(report.messages_added, 2, "{report:?}");
+    let (c, _) = counts(&app, id).await;
+    assert_eq!(c["Trash"], 2);
+    let stored = mailfleet_testkit::strings(
+        &app.db.url,
+        &format!(
+            "SELECT m.message_id AS value FROM messages m JOIN folders f ON f.id = m.folder_id
+             WHERE f.account_id = {id} AND f.name = 'Trash' ORDER BY 1"
+        ),
+    )
+    .await;
+    let mut newer = newer;
+    newer.sort();
+    assert_eq!(stored, newer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_names_are_stored_and_shown_as_people_write_them() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    // Dovecot keeps folders under their modified UTF-7 names (RFC 3501 §5.1.3).
+    deliver(&mailbox, "INBOX", 1, Duration::days(1), "inbox");
+    deliver(
+        &mailbox,
+        "Projekte/&ANw-bersicht",
+        3,
+        Duration::days(1),
+        "projekte",
+    );
+    deliver(&mailbox, "Tom &- Jerry", 2, Duration::days(1), "cartoons");
+
+    // The connection test lists them decoded.
+    let (status, tested) = app
+        .post(
+            "/v1/connection-tests",
+            json!({
+                "email": mailbox.address, "password": mailbox.password,
+                "imap": { "host": "127.0.0.1", "port": 993, "encryption": "ssl" },
+                "smtp": { "host": "127.0.0.1", "port": 587, "encryption": "starttls" }
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    let names: Vec<&str> = tested["folders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"Projekte/Übersicht"), "{names:?}");
+    assert!(names.contains(&"Tom & Jerry"), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("&ANw-")), "{names:?}");
+
+    // A name the server doesn't list is refused before anything is stored — the wire form
+    // too, which is not the folder's name.
+    for wrong in ["Projekte/Uebersicht", "Projekte/&ANw-bersicht"] {
+        let owner = app.create_user().await;
+        app.act_as(owner);
+        let (status, body) = app
+            .post(
+                "/v1/accounts",
+                json!({
+                    "provider": "imap", "kind": "personal",
+                    "email": mailbox.address, "password": mailbox.password,
+                    "imap": { "host": "127.0.0.1", "port": 993, "encryption": "ssl" },
+                    "smtp": { "host": "127.0.0.1", "port": 587, "encryption": "starttls" },
+                    "sync_from": "1_month", "active_folders": ["INBOX", wrong]
+                }),
+            )
+            .await;
+        assert_eq!(status, 422, "{wrong}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(wrong), "{body}");
+    }
+    assert_eq!(
+        count(&app.db.url, "SELECT count(*) AS count FROM accounts").await,
+        0,
+        "nothing stored"
+    );
+
+    let id = app
+        .connect_account(
+            &mailbox,
+            json!({ "active_folders": ["INBOX", "Projekte/Übersicht", "Tom & Jerry"] }),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("sync failed")
+    };
+    assert_eq!(report.messages_added, 6, "{report:?}");
+    let (c, active) = counts(&app, id).await;
+    assert_eq!((c["Projekte/Übersicht"], c["Tom & Jerry"]), (3, 2));
+    assert!(active["Projekte/Übersicht"]);
+    let stored = mailfleet_testkit::strings(
+        &app.db.url,
+        &format!("SELECT name AS value FROM folders WHERE account_id = {id} ORDER BY 1"),
+    )
+    .await;
+    assert!(
+        stored.contains(&"Projekte/Übersicht".to_string()),
+        "{stored:?}"
+    );
+    assert!(!stored.iter().any(|n| n.contains("&ANw-")), "{stored:?}");
+
+    // Incremental syncs open the folder by its wire name.
+    deliver(
+        &mailbox,
+        "Projekte/&ANw-bersicht",
+        1,
+        Duration::hours(1),
+        "later",
+    );
+    app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
+        .await;
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("second sync failed")
+    };
+    assert_eq!(report.messages_added, 1, "{report:?}");
+    assert!(report.failed_folders.is_empty(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migration_decodes_folder_names_stored_in_modified_utf7() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let id = app.connect_account(&mailbox, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    mailfleet_testkit::execute(
+        &app.db.url,
+        &format!(
+            "INSERT INTO folders (account_id, name, active, selectable) VALUES
+             ({id}, 'Projekte/&ANw-bersicht', true, true),
+             ({id}, '~peter/mail/&U,BTFw-/&ZeVnLIqe-', false, true),
+             ({id}, 'Tom &- Jerry', false, true),
+             ({id}, '&2D3eAA- Fun', false, true),
+             ({id}, 'Caf&AOk', false, true),
+             ({id}, '&AGE-', false, true)"
+        ),
+    )
+    .await;
+    // What stood before this migration: its SQL once more over these rows.
+    mailfleet_testkit::batch_execute(
+        &app.db.url,
+        include_str!("../../../../migrations/2026-12-04-000014_decode_folder_names/up.sql"),
+    )
+    .await;
+    let names = mailfleet_testkit::strings(
+        &app.db.url,
+        &format!("SELECT name AS value FROM folders WHERE account_id = {id} ORDER BY id"),
+    )
+    .await;
+    assert_eq!(
+        names,
+        [
+            "Projekte/Übersicht",
+            "~peter/mail/台北/日本語",
+            "Tom & Jerry",
+            "😀 Fun",
+            "Caf&AOk", // not modified UTF-7: kept as the server sent it
+            "&AGE-",   // likewise ("a" must not be shifted)
+        ]
+    );
+}

@@ -7,6 +7,7 @@ mod fleet;
 mod folders;
 mod incremental;
 mod jobs;
+mod migrate;
 mod openapi;
 mod people;
 mod robustness;
