@@ -103,7 +103,7 @@ run() {
   done
   local ended=$(date +%s.%N)
   python3 -c "print(f'{$ended-$started:.2f}')" >"$WORK/$phase.secs"
-  psql_q "SELECT f.name || ' ' || coalesce(m.message_id, encode(m.content_hash, 'hex')) FROM messages m JOIN folders f ON f.id = m.folder_id WHERE m.account_id = $account ORDER BY 1" >"$WORK/$phase.ids"
+  psql_q "SELECT f.name || ' ' || coalesce(m.message_id, encode(m.content_hash, 'hex')) FROM messages m JOIN message_folders mf ON mf.message_id = m.id JOIN folders f ON f.id = mf.folder_id WHERE m.account_id = $account ORDER BY 1" >"$WORK/$phase.ids"
   psql_q "SELECT count(*) FROM sync_runs WHERE outcome IS DISTINCT FROM 'ok' AND outcome IS DISTINCT FROM 'partial'" >"$WORK/$phase.interrupted"
   rabbitmqctl -q list_queues name messages 2>/dev/null | awk -v q="$MAILFLEET_QUEUE_PREFIX.dead" '$1 == q {print $2}' >"$WORK/$phase.dead"
   while read -r p; do kill -TERM "$p" 2>/dev/null || true; done <"$WORK/pids"

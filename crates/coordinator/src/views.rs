@@ -1,9 +1,9 @@
 //! JSON shapes of the API. Never includes credentials.
 
 use chrono::{DateTime, Utc};
+use mailfleet_store::folders::MessageCounts;
 use mailfleet_store::models::{Account, Folder, User};
 use serde::Serialize;
-use std::collections::HashMap;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
@@ -70,11 +70,11 @@ pub struct AccountView {
 }
 
 impl AccountView {
-    pub fn new(a: Account, folders: Vec<Folder>, counts: &HashMap<i64, i64>) -> Self {
+    pub fn new(a: Account, folders: Vec<Folder>, counts: &MessageCounts) -> Self {
         let folders: Vec<FolderView> = folders
             .into_iter()
             .map(|f| FolderView {
-                message_count: counts.get(&f.id).copied().unwrap_or(0),
+                message_count: counts.per_folder.get(&f.id).copied().unwrap_or(0),
                 name: f.name,
                 role: f.role,
                 active: f.active,
@@ -115,7 +115,7 @@ impl AccountView {
                 "idle"
             },
             last_synced_at: a.last_synced_at,
-            message_count: folders.iter().map(|f| f.message_count).sum(),
+            message_count: counts.total,
             folders,
             created_at: a.created_at,
         }
@@ -127,9 +127,12 @@ impl AccountView {
 pub struct MessageView {
     pub id: i64,
     pub account_id: i64,
-    /// `null` when the folder is in an account the user can't read (a message seen on a
-    /// contact's profile).
+    /// Its first folder by name; `null` when its folders are in an account the user can't
+    /// read (a message seen on a contact's profile).
     pub folder: Option<String>,
+    /// Every folder that holds it: one message row, several folders (a Gmail message with
+    /// several labels; a copy found in another folder).
+    pub folders: Vec<String>,
     /// The Message-ID without angle brackets.
     pub message_id: Option<String>,
     pub thread_key: String,
@@ -153,6 +156,7 @@ impl From<mailfleet_store::viewer::MessageSummary> for MessageView {
             id: m.id,
             account_id: m.account_id,
             folder: m.folder,
+            folders: m.folders,
             message_id: m.message_id,
             thread_key: m.thread_key,
             subject: m.subject,

@@ -188,7 +188,7 @@ impl ImapSession {
                 out.push(m);
             }
         }
-        out.sort_by_key(|m| m.imap_uid);
+        out.sort_by_key(|m| uid_of(&m.remote_id));
         Ok(out)
     }
 
@@ -232,7 +232,7 @@ impl ImapSession {
         }
         Ok(Some(FetchedMessage {
             remote_id: remote_id(uidvalidity, uid),
-            imap_uid: Some(uid),
+            provider_id: None,
             flags,
             received_at,
             raw,
@@ -258,13 +258,13 @@ impl ImapSession {
             };
             out.push(FetchedMessage {
                 remote_id: remote_id(uidvalidity, uid),
-                imap_uid: Some(uid),
+                provider_id: None,
                 flags: flags_of(&f),
                 received_at: f.internal_date().map(|d| d.with_timezone(&Utc)),
                 raw: body.to_vec(),
             });
         }
-        out.sort_by_key(|m| m.imap_uid);
+        out.sort_by_key(|m| uid_of(&m.remote_id));
         Ok(out)
     }
 
@@ -319,7 +319,6 @@ impl ImapSession {
                     *n -= 1;
                     identified.push(IdentifiedMessage {
                         remote_id: remote_id(uidvalidity, uid),
-                        imap_uid: Some(uid),
                         message_id,
                         size,
                         flags,
@@ -419,6 +418,11 @@ fn message_id_of(header: &[u8]) -> Option<String> {
 
 fn remote_id(uidvalidity: u32, uid: u32) -> String {
     format!("{uidvalidity}:{uid}")
+}
+
+/// The UID in a remote id made by `remote_id`.
+pub(crate) fn uid_of(remote_id: &str) -> Option<u32> {
+    remote_id.split_once(':')?.1.parse().ok()
 }
 
 fn flag_updates(uidvalidity: u32, fetches: &[Fetch], known_next: u32) -> Vec<FlagUpdate> {

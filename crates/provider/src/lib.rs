@@ -86,7 +86,10 @@ pub enum FolderCursor {
 pub struct FetchedMessage {
     /// Unique within the folder (IMAP: "uidvalidity:uid").
     pub remote_id: String,
-    pub imap_uid: Option<u32>,
+    /// The message's own id where the provider keeps one across folders and moves (IMAP
+    /// EMAILID, RFC 8474; Gmail's message id; Graph's immutable id): the same message found
+    /// in another folder is then known for certain, not by Message-ID and size.
+    pub provider_id: Option<String>,
     /// IMAP system flags and keywords (`\Seen`, `\Flagged`, …); Gmail/Graph map to these.
     pub flags: Vec<String>,
     pub received_at: Option<DateTime<Utc>>,
@@ -119,7 +122,6 @@ pub enum Removed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentifiedMessage {
     pub remote_id: String,
-    pub imap_uid: Option<u32>,
     /// Without angle brackets.
     pub message_id: String,
     pub size: u64,

@@ -1,6 +1,6 @@
 use crate::leases::Fence;
 use crate::models::Folder;
-use crate::schema::{folders, messages};
+use crate::schema::{folders, message_folders};
 use crate::{Conn, StoreError};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
@@ -151,18 +151,32 @@ pub async fn list(
         .await?)
 }
 
-/// Stored messages per folder id.
-pub async fn message_counts(
-    conn: &mut Conn,
-    account_id: i64,
-) -> Result<HashMap<i64, i64>, StoreError> {
-    let rows: Vec<(i64, i64)> = messages::table
-        .filter(messages::account_id.eq(account_id))
-        .group_by(messages::folder_id)
-        .select((messages::folder_id, diesel::dsl::count_star()))
+/// What an account stores: messages per folder id, and messages in all (a message in several
+/// folders counts once).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    pub per_folder: HashMap<i64, i64>,
+    pub total: i64,
+}
+
+pub async fn message_counts(conn: &mut Conn, account_id: i64) -> Result<MessageCounts, StoreError> {
+    let rows: Vec<(i64, i64)> = message_folders::table
+        .inner_join(folders::table)
+        .filter(folders::account_id.eq(account_id))
+        .group_by(message_folders::folder_id)
+        .select((message_folders::folder_id, diesel::dsl::count_star()))
         .load(conn)
         .await?;
-    Ok(rows.into_iter().collect())
+    let total: i64 = crate::schema::messages::table
+        .filter(crate::schema::messages::account_id.eq(account_id))
+        .filter(crate::schema::messages::orphaned_at.is_null())
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(MessageCounts {
+        per_folder: rows.into_iter().collect(),
+        total,
+    })
 }
 
 /// The stored sync position of a folder; every field is written as given.
@@ -237,7 +251,17 @@ pub async fn set_active(
         for f in &all {
             let active = names.contains(&f.name);
             if f.active && !active {
-                diesel::delete(messages::table.filter(messages::folder_id.eq(f.id)))
+                // Its messages go, but for those another folder still holds (memberships).
+                diesel::sql_query(
+                    "DELETE FROM messages m
+                     WHERE m.id IN (SELECT message_id FROM message_folders WHERE folder_id = $1)
+                       AND NOT EXISTS (SELECT 1 FROM message_folders o
+                                       WHERE o.message_id = m.id AND o.folder_id <> $1)",
+                )
+                .bind::<diesel::sql_types::BigInt, _>(f.id)
+                .execute(tx)
+                .await?;
+                diesel::delete(message_folders::table.filter(message_folders::folder_id.eq(f.id)))
                     .execute(tx)
                     .await?;
                 diesel::update(folders::table.find(f.id))

@@ -22,6 +22,9 @@ pub struct BatchOwner {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
     pub inserted: usize,
+    /// Stored messages found in this folder (moved or copied here): a membership was added
+    /// and the row kept its id and links.
+    pub attached: usize,
     /// Stored rows re-matched to new remote ids after a UIDVALIDITY change.
     pub rematched: usize,
     pub flags_updated: usize,
@@ -62,15 +65,14 @@ pub struct FolderChanges {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentifiedCopy {
     pub remote_id: String,
-    pub imap_uid: Option<i64>,
     pub message_id: String,
     pub size: i64,
     pub flags: Vec<String>,
 }
 
 /// Stores a batch of fetched messages and moves the folder's cursor past them, in one
-/// transaction: either both happen or neither, so a crash re-fetches the batch and the unique
-/// (folder_id, remote_id) key drops what is already there.
+/// transaction: either both happen or neither, so a crash re-fetches the batch and what the
+/// folder already holds (by its remote id) is skipped.
 #[tracing::instrument(name = "db.store_batch", skip_all, fields(folder_id = owner.folder_id, messages = batch.len()))]
 pub async fn store_batch(
     conn: &mut Conn,
@@ -110,7 +112,7 @@ pub async fn store_batch(
                 "identified messages outside a re-baseline".into(),
             ));
         }
-        let (ids, contacts_created, contact_links) = insert_linked(tx, owner, batch).await?;
+        let stored = insert_linked(tx, owner, batch).await?;
 
         if let (true, true, Some(prefix)) = (
             rebaselining,
@@ -121,35 +123,62 @@ pub async fn store_batch(
         }
         save_cursor(tx, owner.folder_id, cursor).await?;
         Ok::<_, StoreError>(BatchOutcome {
-            inserted: ids.len(),
+            inserted: stored.new_ids.len(),
+            attached: stored.attached,
             rematched,
             flags_updated,
             removed,
-            contacts_created,
-            contact_links,
+            contacts_created: stored.contacts_created,
+            contact_links: stored.contact_links,
         })
     })
     .await
 }
 
-/// Inserts messages with their addresses (rows already there are skipped) and links them to
-/// contacts. Returns the new row ids, contacts created and links made.
+/// What `insert_linked` did.
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    /// Rows created, in batch order.
+    pub new_ids: Vec<i64>,
+    /// Stored messages that gained a membership instead of a new row.
+    pub attached: usize,
+    pub contacts_created: usize,
+    pub contact_links: usize,
+}
+
+/// Stores messages found in a folder. One the folder holds already (its remote id) is
+/// skipped; one the account holds elsewhere — the same provider id, or without one the same
+/// Message-ID and size, an orphan first — gains a membership and keeps its row, links and
+/// id (a move in another client, a copy, a Gmail label); the rest become new rows with their
+/// addresses and contact links.
 pub(crate) async fn insert_linked(
     tx: &mut AsyncPgConnection,
     owner: &BatchOwner,
     batch: Vec<(NewMessage, Vec<AddressEntry>)>,
-) -> Result<(Vec<i64>, usize, usize), StoreError> {
-    let mut addresses_by_remote: HashMap<String, Vec<AddressEntry>> = HashMap::new();
-    let mut rows = Vec::with_capacity(batch.len());
-    for (msg, addrs) in batch {
-        addresses_by_remote.insert(msg.remote_id.clone(), addrs);
-        rows.push(msg);
+) -> Result<Stored, StoreError> {
+    let mut stored = Stored::default();
+    let batch = not_in_folder_yet(tx, batch).await?;
+    if batch.is_empty() {
+        return Ok(stored);
     }
-    let inserted = insert_messages(tx, &rows).await?;
+    let (attach, fresh) = match_stored(tx, owner.account_id, batch).await?;
+    stored.attached = attach_memberships(tx, &attach).await?;
+    if fresh.is_empty() {
+        return Ok(stored);
+    }
+    let ids = allocate_ids(tx, fresh.len()).await?;
+    let rows: Vec<&NewMessage> = fresh.iter().map(|(m, _)| m).collect();
+    insert_messages(tx, &ids, &rows).await?;
+    let memberships: Vec<(i64, i64, &str)> = ids
+        .iter()
+        .zip(&rows)
+        .map(|(id, m)| (*id, m.folder_id, m.remote_id.as_str()))
+        .collect();
+    insert_memberships(tx, &memberships).await?;
     // The new messages' addresses, as columns: one unnest() beats thousands of parameters.
     let mut addresses = AddressColumns::default();
-    for (id, remote) in &inserted {
-        for a in addresses_by_remote.get(remote).into_iter().flatten() {
+    for (id, (_, addrs)) in ids.iter().zip(&fresh) {
+        for a in addrs {
             addresses.push(*id, a);
         }
     }
@@ -167,51 +196,243 @@ pub(crate) async fn insert_linked(
         .execute(tx)
         .await?;
     }
-    let ids: Vec<i64> = inserted.iter().map(|(id, _)| *id).collect();
     let (created, links) = link_contacts(tx, owner, &addresses).await?;
-    Ok((ids, created, links))
+    stored.new_ids = ids;
+    stored.contacts_created = created;
+    stored.contact_links = links;
+    Ok(stored)
 }
 
-/// Inserts the rows (those already there are skipped); returns the new ids with their remote
-/// ids. The rows go as twenty arrays through one unnest(): a multi-row VALUES would make
-/// Postgres parse and bind twenty parameters per message.
-async fn insert_messages(
+/// The batch less what its folders hold already (and less repeats within the batch).
+async fn not_in_folder_yet(
     tx: &mut AsyncPgConnection,
-    rows: &[NewMessage],
-) -> Result<Vec<(i64, String)>, StoreError> {
+    batch: Vec<(NewMessage, Vec<AddressEntry>)>,
+) -> Result<Vec<(NewMessage, Vec<AddressEntry>)>, StoreError> {
     #[derive(QueryableByName)]
-    struct Inserted {
+    struct Held {
         #[diesel(sql_type = BigInt)]
-        id: i64,
+        folder_id: i64,
         #[diesel(sql_type = Text)]
         remote_id: String,
     }
-    if rows.is_empty() {
-        return Ok(Vec::new());
+    if batch.is_empty() {
+        return Ok(batch);
     }
+    let folders: Vec<i64> = batch.iter().map(|(m, _)| m.folder_id).collect();
+    let remotes: Vec<&str> = batch.iter().map(|(m, _)| m.remote_id.as_str()).collect();
+    let held: Vec<Held> = diesel::sql_query(
+        "SELECT mf.folder_id, mf.remote_id
+         FROM unnest($1::bigint[], $2::text[]) AS n(f, r)
+         JOIN message_folders mf ON mf.folder_id = n.f AND mf.remote_id = n.r",
+    )
+    .bind::<Array<BigInt>, _>(&folders)
+    .bind::<Array<Text>, _>(&remotes)
+    .load(tx)
+    .await?;
+    let mut seen: std::collections::HashSet<(i64, String)> = held
+        .into_iter()
+        .map(|h| (h.folder_id, h.remote_id))
+        .collect();
+    Ok(batch
+        .into_iter()
+        .filter(|(m, _)| seen.insert((m.folder_id, m.remote_id.clone())))
+        .collect())
+}
+
+/// A stored message that a row of the batch turned out to be.
+struct Attach {
+    message_id: i64,
+    folder_id: i64,
+    remote_id: String,
+    flags: Vec<String>,
+}
+
+/// Splits the batch into rows that are messages the account stores already (by provider id;
+/// without one, by Message-ID and size among rows without one, orphans first, one row per
+/// stored copy) and rows that are new.
+async fn match_stored(
+    tx: &mut AsyncPgConnection,
+    account_id: i64,
+    batch: Vec<(NewMessage, Vec<AddressEntry>)>,
+) -> Result<(Vec<Attach>, Vec<(NewMessage, Vec<AddressEntry>)>), StoreError> {
+    #[derive(QueryableByName)]
+    struct Candidate {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Nullable<Text>)]
+        provider_id: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        message_id: Option<String>,
+        #[diesel(sql_type = BigInt)]
+        size_bytes: i64,
+        #[diesel(sql_type = diesel::sql_types::Array<BigInt>)]
+        folders: Vec<i64>,
+    }
+    let provider_ids: Vec<&str> = batch
+        .iter()
+        .filter_map(|(m, _)| m.provider_id.as_deref())
+        .collect();
+    let message_ids: Vec<&str> = batch
+        .iter()
+        .filter(|(m, _)| m.provider_id.is_none())
+        .filter_map(|(m, _)| m.message_id.as_deref())
+        .collect();
+    if provider_ids.is_empty() && message_ids.is_empty() {
+        return Ok((Vec::new(), batch));
+    }
+    let candidates: Vec<Candidate> = diesel::sql_query(
+        "SELECT m.id, m.provider_id, m.message_id, m.size_bytes,
+                ARRAY(SELECT mf.folder_id FROM message_folders mf WHERE mf.message_id = m.id)
+                    AS folders
+         FROM messages m
+         WHERE m.account_id = $1
+           AND (m.provider_id = ANY($2)
+                OR (m.provider_id IS NULL AND m.message_id = ANY($3)))
+         ORDER BY m.orphaned_at IS NULL, m.id",
+    )
+    .bind::<BigInt, _>(account_id)
+    .bind::<Array<Text>, _>(&provider_ids)
+    .bind::<Array<Text>, _>(&message_ids)
+    .load(tx)
+    .await?;
+    let mut by_provider: HashMap<String, Candidate> = HashMap::new();
+    let mut by_key: HashMap<(String, i64), std::collections::VecDeque<Candidate>> = HashMap::new();
+    for c in candidates {
+        match (&c.provider_id, &c.message_id) {
+            (Some(p), _) => {
+                by_provider.insert(p.clone(), c);
+            }
+            (None, Some(mid)) => by_key
+                .entry((mid.clone(), c.size_bytes))
+                .or_default()
+                .push_back(c),
+            (None, None) => {}
+        }
+    }
+    let (mut attach, mut fresh) = (Vec::new(), Vec::new());
+    for (m, addrs) in batch {
+        let found = match (&m.provider_id, &m.message_id) {
+            (Some(p), _) => by_provider
+                .get(p)
+                .filter(|c| !c.folders.contains(&m.folder_id))
+                .map(|c| c.id),
+            (None, Some(mid)) => by_key
+                .get_mut(&(mid.clone(), m.size_bytes))
+                .and_then(|q| {
+                    let at = q.iter().position(|c| !c.folders.contains(&m.folder_id))?;
+                    q.remove(at)
+                })
+                .map(|c| c.id),
+            (None, None) => None,
+        };
+        match found {
+            Some(message_id) => attach.push(Attach {
+                message_id,
+                folder_id: m.folder_id,
+                remote_id: m.remote_id,
+                flags: m.flags,
+            }),
+            None => fresh.push((m, addrs)),
+        }
+    }
+    Ok((attach, fresh))
+}
+
+/// Adds the memberships of stored messages found in another folder; they are no longer
+/// orphans, and take the flags of the copy just seen.
+async fn attach_memberships(
+    tx: &mut AsyncPgConnection,
+    attach: &[Attach],
+) -> Result<usize, StoreError> {
+    if attach.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<(i64, i64, &str)> = attach
+        .iter()
+        .map(|a| (a.message_id, a.folder_id, a.remote_id.as_str()))
+        .collect();
+    let added = insert_memberships(tx, &rows).await?;
+    let ids: Vec<i64> = attach.iter().map(|a| a.message_id).collect();
+    let flags: Vec<String> = attach.iter().map(|a| a.flags.join(" ")).collect();
+    diesel::sql_query(
+        "UPDATE messages m SET orphaned_at = NULL, flags = string_to_array(u.f, ' ')
+         FROM unnest($1::bigint[], $2::text[]) AS u(id, f)
+         WHERE m.id = u.id",
+    )
+    .bind::<Array<BigInt>, _>(&ids)
+    .bind::<Array<Text>, _>(&flags)
+    .execute(tx)
+    .await?;
+    Ok(added)
+}
+
+/// (message id, folder id, remote id) memberships; returns how many were added.
+async fn insert_memberships(
+    tx: &mut AsyncPgConnection,
+    rows: &[(i64, i64, &str)],
+) -> Result<usize, StoreError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let message_ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let folder_ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let remote_ids: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    Ok(diesel::sql_query(
+        "INSERT INTO message_folders (message_id, folder_id, remote_id)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[])",
+    )
+    .bind::<Array<BigInt>, _>(&message_ids)
+    .bind::<Array<BigInt>, _>(&folder_ids)
+    .bind::<Array<Text>, _>(&remote_ids)
+    .execute(tx)
+    .await?)
+}
+
+/// Row ids for `n` new messages, so that their memberships and addresses can be written
+/// without reading the rows back.
+async fn allocate_ids(tx: &mut AsyncPgConnection, n: usize) -> Result<Vec<i64>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let ids: Vec<Id> = diesel::sql_query(
+        "SELECT nextval(pg_get_serial_sequence('messages', 'id')) AS id
+         FROM generate_series(1, $1)",
+    )
+    .bind::<BigInt, _>(n as i64)
+    .load(tx)
+    .await?;
+    Ok(ids.into_iter().map(|i| i.id).collect())
+}
+
+/// Inserts the rows under the given ids. The rows go as arrays through one unnest(): a
+/// multi-row VALUES would make Postgres parse and bind twenty parameters per message.
+async fn insert_messages(
+    tx: &mut AsyncPgConnection,
+    ids: &[i64],
+    rows: &[&NewMessage],
+) -> Result<(), StoreError> {
     // Text arrays can't nest in an array of rows: one line per element (Message-IDs and
     // flags never hold a line break), split again by string_to_array.
     let lines = |v: &[String]| v.join("\n");
-    let inserted: Vec<Inserted> = diesel::sql_query(
-        "INSERT INTO messages (account_id, folder_id, remote_id, imap_uid, message_id,
+    diesel::sql_query(
+        "INSERT INTO messages (id, account_id, provider_id, message_id,
              in_reply_to, reference_ids, thread_key, subject, from_name, from_email, sent_at,
              received_at, size_bytes, flags, text_body, html_body, attachments, content_hash,
              parse_problem)
-         SELECT a, f, r, u, mid, irt, string_to_array(refs, E'\\n'), tk, subj, fname, femail,
+         SELECT id, a, p, mid, irt, string_to_array(refs, E'\\n'), tk, subj, fname, femail,
                 sent, recv, size, string_to_array(fl, E'\\n'), tb, hb, att, h, pp
-         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::text[],
-                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                     $12::timestamptz[], $13::timestamptz[], $14::bigint[], $15::text[],
-                     $16::text[], $17::text[], $18::jsonb[], $19::bytea[], $20::text[])
-             AS n(a, f, r, u, mid, irt, refs, tk, subj, fname, femail, sent, recv, size, fl,
-                  tb, hb, att, h, pp)
-         ON CONFLICT (folder_id, remote_id) DO NOTHING
-         RETURNING id, remote_id",
+         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
+                     $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                     $11::timestamptz[], $12::timestamptz[], $13::bigint[], $14::text[],
+                     $15::text[], $16::text[], $17::jsonb[], $18::bytea[], $19::text[])
+             AS n(id, a, p, mid, irt, refs, tk, subj, fname, femail, sent, recv, size, fl,
+                  tb, hb, att, h, pp)",
     )
+    .bind::<Array<BigInt>, _>(ids)
     .bind::<Array<BigInt>, _>(col(rows, |m| m.account_id))
-    .bind::<Array<BigInt>, _>(col(rows, |m| m.folder_id))
-    .bind::<Array<Text>, _>(col(rows, |m| m.remote_id.as_str()))
-    .bind::<Array<Nullable<BigInt>>, _>(col(rows, |m| m.imap_uid))
+    .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.provider_id.as_deref()))
     .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.message_id.as_deref()))
     .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.in_reply_to.as_deref()))
     .bind::<Array<Text>, _>(col(rows, |m| lines(&m.reference_ids)))
@@ -228,14 +449,14 @@ async fn insert_messages(
     .bind::<Array<Jsonb>, _>(col(rows, |m| &m.attachments))
     .bind::<Array<Bytea>, _>(col(rows, |m| m.content_hash.as_slice()))
     .bind::<Array<Nullable<Text>>, _>(col(rows, |m| m.parse_problem.as_deref()))
-    .load(tx)
+    .execute(tx)
     .await?;
-    Ok(inserted.into_iter().map(|i| (i.id, i.remote_id)).collect())
+    Ok(())
 }
 
 /// One column of the rows.
-fn col<'a, T>(rows: &'a [NewMessage], f: impl Fn(&'a NewMessage) -> T) -> Vec<T> {
-    rows.iter().map(f).collect()
+fn col<'a, T>(rows: &[&'a NewMessage], f: impl Fn(&'a NewMessage) -> T) -> Vec<T> {
+    rows.iter().map(|m| f(m)).collect()
 }
 
 /// Addresses of stored messages, column by column.
@@ -266,19 +487,25 @@ async fn apply_removal(
     Ok(match removal {
         Removal::Nothing => 0,
         Removal::These(ids) if ids.is_empty() => 0,
+        // A message left in no folder becomes an orphan (a trigger marks it): found in
+        // another folder it is taken back, else deleted after the next complete sync.
         Removal::These(ids) => {
-            diesel::sql_query("DELETE FROM messages WHERE folder_id = $1 AND remote_id = ANY($2)")
-                .bind::<BigInt, _>(folder_id)
-                .bind::<Array<Text>, _>(ids)
-                .execute(tx)
-                .await?
+            diesel::sql_query(
+                "DELETE FROM message_folders WHERE folder_id = $1 AND remote_id = ANY($2)",
+            )
+            .bind::<BigInt, _>(folder_id)
+            .bind::<Array<Text>, _>(ids)
+            .execute(tx)
+            .await?
         }
         Removal::AllBut(ids) => {
-            diesel::sql_query("DELETE FROM messages WHERE folder_id = $1 AND remote_id <> ALL($2)")
-                .bind::<BigInt, _>(folder_id)
-                .bind::<Array<Text>, _>(ids)
-                .execute(tx)
-                .await?
+            diesel::sql_query(
+                "DELETE FROM message_folders WHERE folder_id = $1 AND remote_id <> ALL($2)",
+            )
+            .bind::<BigInt, _>(folder_id)
+            .bind::<Array<Text>, _>(ids)
+            .execute(tx)
+            .await?
         }
         Removal::All => {
             diesel::sql_query(
@@ -306,28 +533,31 @@ async fn rematch_identified(
         return Ok(0);
     }
     let rids: Vec<&str> = identified.iter().map(|m| m.remote_id.as_str()).collect();
-    let uids: Vec<Option<i64>> = identified.iter().map(|m| m.imap_uid).collect();
     let mids: Vec<&str> = identified.iter().map(|m| m.message_id.as_str()).collect();
     let sizes: Vec<i64> = identified.iter().map(|m| m.size).collect();
     let flags: Vec<String> = identified.iter().map(|m| m.flags.join(" ")).collect();
     Ok(diesel::sql_query(
         "WITH n AS (
              SELECT *, row_number() OVER (PARTITION BY mid, size ORDER BY rid) AS k
-             FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])
-                 AS n(rid, uid, mid, size, f)),
+             FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[])
+                 AS n(rid, mid, size, f)),
          s AS (
              SELECT m.id, m.message_id, m.size_bytes,
                     row_number() OVER (PARTITION BY m.message_id, m.size_bytes ORDER BY m.id) AS k
-             FROM messages m
-             WHERE m.folder_id = $1 AND NOT starts_with(m.remote_id, $7)
-               AND m.message_id = ANY($4))
-         UPDATE messages SET remote_id = n.rid, imap_uid = n.uid, flags = string_to_array(n.f, ' ')
-         FROM n JOIN s ON s.message_id = n.mid AND s.size_bytes = n.size AND s.k = n.k
-         WHERE messages.id = s.id",
+             FROM message_folders mf JOIN messages m ON m.id = mf.message_id
+             WHERE mf.folder_id = $1 AND NOT starts_with(mf.remote_id, $6)
+               AND m.message_id = ANY($3)),
+         pairs AS (
+             SELECT s.id, n.rid, n.f FROM n
+             JOIN s ON s.message_id = n.mid AND s.size_bytes = n.size AND s.k = n.k),
+         rekeyed AS (
+             UPDATE message_folders mf SET remote_id = pairs.rid FROM pairs
+             WHERE mf.folder_id = $1 AND mf.message_id = pairs.id)
+         UPDATE messages SET flags = string_to_array(pairs.f, ' ')
+         FROM pairs WHERE messages.id = pairs.id",
     )
     .bind::<BigInt, _>(folder_id)
     .bind::<Array<Text>, _>(&rids)
-    .bind::<Array<diesel::sql_types::Nullable<BigInt>>, _>(&uids)
     .bind::<Array<Text>, _>(&mids)
     .bind::<Array<BigInt>, _>(&sizes)
     .bind::<Array<Text>, _>(&flags)
@@ -355,9 +585,10 @@ pub async fn count_copies(
     let sizes: Vec<i64> = keys.iter().map(|(_, s)| *s).collect();
     let rows: Vec<Row> = diesel::sql_query(
         "SELECT m.message_id, m.size_bytes, count(*) AS n
-         FROM messages m JOIN unnest($2::text[], $3::bigint[]) AS k(mid, size)
+         FROM message_folders mf JOIN messages m ON m.id = mf.message_id
+         JOIN unnest($2::text[], $3::bigint[]) AS k(mid, size)
            ON m.message_id = k.mid AND m.size_bytes = k.size
-         WHERE m.folder_id = $1
+         WHERE mf.folder_id = $1
          GROUP BY m.message_id, m.size_bytes",
     )
     .bind::<BigInt, _>(folder_id)
@@ -384,7 +615,6 @@ async fn rematch(
         return Ok(0);
     }
     let rids: Vec<&str> = batch.iter().map(|(m, _)| m.remote_id.as_str()).collect();
-    let uids: Vec<Option<i64>> = batch.iter().map(|(m, _)| m.imap_uid).collect();
     let flags: Vec<String> = batch.iter().map(|(m, _)| m.flags.join(" ")).collect();
     let hashes: Vec<&[u8]> = batch
         .iter()
@@ -395,21 +625,25 @@ async fn rematch(
     for key in ["m.content_hash = n.hash", "m.message_id = n.mid"] {
         total += diesel::sql_query(format!(
             "WITH n AS (
-                 SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::text[])
-                     AS n(rid, uid, f, hash, mid)
-                 WHERE NOT EXISTS (SELECT 1 FROM messages x WHERE x.folder_id = $1 AND x.remote_id = n.rid)),
+                 SELECT * FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[])
+                     AS n(rid, f, hash, mid)
+                 WHERE NOT EXISTS (SELECT 1 FROM message_folders x
+                                   WHERE x.folder_id = $1 AND x.remote_id = n.rid)),
              pairs AS (
-                 SELECT DISTINCT ON (m.id) m.id AS row_id, n.rid, n.uid, n.f
-                 FROM n JOIN messages m ON m.folder_id = $1 AND NOT starts_with(m.remote_id, $7)
-                                       AND {key}
+                 SELECT DISTINCT ON (m.id) m.id AS row_id, n.rid, n.f
+                 FROM n JOIN message_folders mf
+                        ON mf.folder_id = $1 AND NOT starts_with(mf.remote_id, $6)
+                      JOIN messages m ON m.id = mf.message_id AND {key}
                  ORDER BY m.id, n.rid),
-             one_each AS (SELECT DISTINCT ON (rid) * FROM pairs ORDER BY rid, row_id)
-             UPDATE messages SET remote_id = o.rid, imap_uid = o.uid, flags = string_to_array(o.f, ' ')
+             one_each AS (SELECT DISTINCT ON (rid) * FROM pairs ORDER BY rid, row_id),
+             rekeyed AS (
+                 UPDATE message_folders mf SET remote_id = o.rid FROM one_each o
+                 WHERE mf.folder_id = $1 AND mf.message_id = o.row_id)
+             UPDATE messages SET flags = string_to_array(o.f, ' ')
              FROM one_each o WHERE messages.id = o.row_id"
         ))
         .bind::<BigInt, _>(folder_id)
         .bind::<Array<Text>, _>(&rids)
-        .bind::<Array<diesel::sql_types::Nullable<BigInt>>, _>(&uids)
         .bind::<Array<Text>, _>(&flags)
         .bind::<Array<diesel::sql_types::Bytea>, _>(&hashes)
         .bind::<Array<diesel::sql_types::Nullable<Text>>, _>(&mids)
@@ -420,14 +654,14 @@ async fn rematch(
     Ok(total)
 }
 
-/// Ends a re-baseline: stored rows still carrying old ids are gone from the server.
+/// Ends a re-baseline: stored messages still carrying old ids are gone from the folder.
 async fn finish_rebaseline(
     tx: &mut AsyncPgConnection,
     folder_id: i64,
     prefix: &str,
 ) -> Result<usize, StoreError> {
     let gone = diesel::sql_query(
-        "DELETE FROM messages WHERE folder_id = $1 AND NOT starts_with(remote_id, $2)",
+        "DELETE FROM message_folders WHERE folder_id = $1 AND NOT starts_with(remote_id, $2)",
     )
     .bind::<BigInt, _>(folder_id)
     .bind::<Text, _>(prefix)
@@ -454,8 +688,8 @@ async fn apply_flags(
     let joined: Vec<String> = flags.iter().map(|(_, f)| f.join(" ")).collect();
     Ok(diesel::sql_query(
         "UPDATE messages m SET flags = string_to_array(u.f, ' ')
-         FROM unnest($2::text[], $3::text[]) AS u(rid, f)
-         WHERE m.folder_id = $1 AND m.remote_id = u.rid
+         FROM message_folders mf, unnest($2::text[], $3::text[]) AS u(rid, f)
+         WHERE mf.folder_id = $1 AND mf.remote_id = u.rid AND m.id = mf.message_id
            AND m.flags IS DISTINCT FROM string_to_array(u.f, ' ')",
     )
     .bind::<BigInt, _>(folder_id)
@@ -522,6 +756,44 @@ async fn link_contacts(
     .execute(tx)
     .await?;
     Ok((created, links))
+}
+
+/// The database's clock now: when a sync pass starts, for `drop_orphans` at its end.
+pub async fn database_now(conn: &mut Conn) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Now {
+        #[diesel(sql_type = Timestamptz)]
+        now: chrono::DateTime<chrono::Utc>,
+    }
+    let row: Now = diesel::sql_query("SELECT clock_timestamp() AS now")
+        .get_result(conn)
+        .await?;
+    Ok(row.now)
+}
+
+/// Deletes the account's messages that were orphaned (in no folder) before `before`: a
+/// complete sync that started then found them in no active folder, so they are gone from the
+/// server or moved where the account does not sync.
+pub async fn drop_orphans(
+    conn: &mut Conn,
+    account_id: i64,
+    before: chrono::DateTime<chrono::Utc>,
+    fence: Option<crate::leases::Fence>,
+) -> Result<usize, StoreError> {
+    let conn: &mut AsyncPgConnection = conn;
+    conn.transaction(async |tx| {
+        crate::leases::check(tx, fence).await?;
+        Ok(diesel::sql_query(
+            "DELETE FROM messages
+             WHERE account_id = $1 AND orphaned_at < $2
+               AND NOT EXISTS (SELECT 1 FROM message_folders mf WHERE mf.message_id = messages.id)",
+        )
+        .bind::<BigInt, _>(account_id)
+        .bind::<Timestamptz, _>(before)
+        .execute(tx)
+        .await?)
+    })
+    .await
 }
 
 /// What a reply needs of the message it answers.

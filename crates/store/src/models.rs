@@ -118,13 +118,17 @@ pub struct Folder {
     pub remote_id: Option<String>,
 }
 
-/// A message to store, as parsed.
+/// A message to store, as parsed, with the folder it was found in.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub account_id: i64,
+    /// Where it was found: the membership stored with it.
     pub folder_id: i64,
+    /// Its id within that folder (IMAP "uidvalidity:uid").
     pub remote_id: String,
-    pub imap_uid: Option<i64>,
+    /// The provider's id of the message itself, where one survives moves (EMAILID, Gmail
+    /// id, Graph immutable id).
+    pub provider_id: Option<String>,
     pub message_id: Option<String>,
     pub in_reply_to: Option<String>,
     pub reference_ids: Vec<String>,

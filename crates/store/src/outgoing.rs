@@ -395,10 +395,10 @@ pub async fn store_sent_copy(
             fence: None,
         };
         crate::messages::insert_linked(tx, &owner, vec![(message, addresses)]).await?;
-        let local: i64 = crate::schema::messages::table
-            .filter(crate::schema::messages::folder_id.eq(copy.folder_id))
-            .filter(crate::schema::messages::remote_id.eq(&remote_id))
-            .select(crate::schema::messages::id)
+        let local: i64 = crate::schema::message_folders::table
+            .filter(crate::schema::message_folders::folder_id.eq(copy.folder_id))
+            .filter(crate::schema::message_folders::remote_id.eq(&remote_id))
+            .select(crate::schema::message_folders::message_id)
             .first(tx)
             .await?;
         diesel::update(om::table.find(id))

@@ -86,9 +86,6 @@ diesel::table! {
     messages (id) {
         id -> Int8,
         account_id -> Int8,
-        folder_id -> Int8,
-        remote_id -> Text,
-        imap_uid -> Nullable<Int8>,
         message_id -> Nullable<Text>,
         in_reply_to -> Nullable<Text>,
         reference_ids -> Array<Text>,
@@ -106,6 +103,16 @@ diesel::table! {
         content_hash -> Bytea,
         parse_problem -> Nullable<Text>,
         created_at -> Timestamptz,
+        provider_id -> Nullable<Text>,
+        orphaned_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    message_folders (message_id, folder_id) {
+        message_id -> Int8,
+        folder_id -> Int8,
+        remote_id -> Text,
     }
 }
 
@@ -213,7 +220,8 @@ diesel::joinable!(account_access -> accounts (account_id));
 diesel::joinable!(account_access -> users (user_id));
 diesel::joinable!(folders -> accounts (account_id));
 diesel::joinable!(messages -> accounts (account_id));
-diesel::joinable!(messages -> folders (folder_id));
+diesel::joinable!(message_folders -> messages (message_id));
+diesel::joinable!(message_folders -> folders (folder_id));
 diesel::joinable!(message_addresses -> messages (message_id));
 diesel::joinable!(message_contacts -> messages (message_id));
 diesel::joinable!(message_contacts -> contacts (contact_id));
@@ -226,6 +234,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     folders,
     messages,
+    message_folders,
     message_addresses,
     message_contacts,
     outgoing_messages,

@@ -34,10 +34,13 @@ pub struct MessageSummary {
     pub id: i64,
     #[diesel(sql_type = BigInt)]
     pub account_id: i64,
-    /// `None` when the folder is in an account the viewer can't read (a message seen on a
-    /// contact's profile).
+    /// Its first folder (by name); `None` when the folders are in an account the viewer
+    /// can't read (a message seen on a contact's profile).
     #[diesel(sql_type = Nullable<Text>)]
     pub folder: Option<String>,
+    /// Every folder that holds it (a Gmail message with three labels is in three).
+    #[diesel(sql_type = Array<Text>)]
+    pub folders: Vec<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub message_id: Option<String>,
     #[diesel(sql_type = Text)]
@@ -106,7 +109,8 @@ pub async fn list_messages(
             None => (None, None),
         };
         let rows = diesel::sql_query(format!(
-            "SELECT m.id, m.account_id, f.name AS folder, m.message_id, m.thread_key, m.subject,
+            "SELECT m.id, m.account_id, fs.names[1] AS folder, fs.names AS folders,
+                    m.message_id, m.thread_key, m.subject,
                     m.from_name, m.from_email,
                     ARRAY(SELECT a.email FROM message_addresses a
                           WHERE a.message_id = m.id AND a.field = 'to' ORDER BY a.position) AS to,
@@ -114,9 +118,13 @@ pub async fn list_messages(
                           WHERE a.message_id = m.id AND a.field = 'cc' ORDER BY a.position) AS cc,
                     m.sent_at, m.received_at, m.flags, left(m.text_body, 200) AS snippet,
                     m.attachments, {SORT_AT} AS sort_at
-             FROM messages m LEFT JOIN folders f ON f.id = m.folder_id
+             FROM messages m
+             CROSS JOIN LATERAL (
+                 SELECT ARRAY(SELECT f.name FROM message_folders mf
+                              JOIN folders f ON f.id = mf.folder_id
+                              WHERE mf.message_id = m.id ORDER BY f.name) AS names) fs
              WHERE ($1::bigint IS NULL OR m.account_id = $1)
-               AND ($2::text IS NULL OR f.name = $2)
+               AND ($2::text IS NULL OR $2 = ANY(fs.names))
                AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM message_contacts mc
                                                   WHERE mc.message_id = m.id AND mc.contact_id = $3))
                AND ($4::text IS NULL OR m.thread_key = $4)

@@ -41,7 +41,13 @@ pub struct SyncReport {
     /// Stored messages re-matched to new ids after a UIDVALIDITY change (kept, not re-added).
     pub messages_rematched: usize,
     pub flags_updated: usize,
+    /// Messages gone from a folder (expunged there, or moved out of it).
     pub messages_removed: usize,
+    /// Stored messages found in another folder (moved or copied there in another client):
+    /// they kept their row, id and links.
+    pub messages_attached: usize,
+    /// Messages deleted for good: in no active folder through a whole sync.
+    pub messages_deleted: usize,
     pub bytes_fetched: u64,
     pub contacts_created: usize,
     pub contact_links: usize,
@@ -75,6 +81,10 @@ pub async fn sync_account(
     let deadline = options.max_duration.map(|d| Instant::now() + d);
     let remote = session.list_folders().await?;
     let mut conn = store.conn().await?;
+    // Messages orphaned before this moment and still in no folder when this sync has seen
+    // every active folder are gone (a message moved between two folders is orphaned for a
+    // while: it is taken back when the sync reaches its new folder).
+    let started = messages::database_now(&mut conn).await?;
     let known = folders::list(&mut conn, account.id).await?;
     // The first listing picks the default active folders, unless the user chose some when
     // connecting the account; folders that appear later start inactive.
@@ -166,6 +176,11 @@ pub async fn sync_account(
             }
             Err(e) => return Err(e),
         }
+    }
+    if !report.incomplete && report.failed_folders.is_empty() {
+        let mut conn = store.conn().await?;
+        report.messages_deleted =
+            messages::drop_orphans(&mut conn, account.id, started, fence).await?;
     }
     Ok(report)
 }
@@ -343,7 +358,6 @@ async fn parse_batch(
             .into_iter()
             .map(|m| messages::IdentifiedCopy {
                 remote_id: m.remote_id,
-                imap_uid: m.imap_uid.map(i64::from),
                 message_id: m.message_id,
                 size: m.size as i64,
                 flags: m.flags,
@@ -392,6 +406,7 @@ async fn write_parsed(
     )
     .await?;
     report.messages_added += outcome.inserted;
+    report.messages_attached += outcome.attached;
     report.messages_rematched += outcome.rematched;
     report.flags_updated += outcome.flags_updated;
     report.messages_removed += outcome.removed;

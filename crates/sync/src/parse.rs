@@ -53,7 +53,7 @@ pub fn parse_fetched(
         account_id,
         folder_id,
         remote_id: fetched.remote_id,
-        imap_uid: fetched.imap_uid.map(i64::from),
+        provider_id: fetched.provider_id,
         message_id: fields.message_id,
         in_reply_to: fields.in_reply_to,
         reference_ids: fields.references,
@@ -195,7 +195,7 @@ mod tests {
     fn fetched(raw: &[u8]) -> FetchedMessage {
         FetchedMessage {
             remote_id: "1:1".into(),
-            imap_uid: Some(1),
+            provider_id: None,
             flags: vec!["\\Seen".into()],
             received_at: None,
             raw: raw.to_vec(),

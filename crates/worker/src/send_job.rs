@@ -392,10 +392,8 @@ impl Worker {
             }
         };
         let fetched = FetchedMessage {
-            imap_uid: remote_id
-                .rsplit_once(':')
-                .and_then(|(_, uid)| uid.parse().ok()),
             remote_id,
+            provider_id: None,
             flags: vec!["\\Seen".into()],
             received_at: Some(chrono::Utc::now()),
             raw: row.raw_message.clone(),

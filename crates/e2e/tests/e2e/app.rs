@@ -314,11 +314,27 @@ impl App {
             .unwrap()
     }
 
-    /// Stored messages of an account.
+    /// Stored messages of an account that are in a folder (what the CRM sees).
     pub async fn message_count(&self, account_id: i64) -> i64 {
         mailfleet_testkit::count(
             &self.db.url,
-            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {account_id}"),
+            &format!(
+                "SELECT count(*) AS count FROM messages
+                 WHERE account_id = {account_id} AND orphaned_at IS NULL"
+            ),
+        )
+        .await
+    }
+
+    /// Stored messages of an account in no folder: gone from the server, deleted for good
+    /// at the end of the next complete sync unless found in another folder.
+    pub async fn orphan_count(&self, account_id: i64) -> i64 {
+        mailfleet_testkit::count(
+            &self.db.url,
+            &format!(
+                "SELECT count(*) AS count FROM messages
+                 WHERE account_id = {account_id} AND orphaned_at IS NOT NULL"
+            ),
         )
         .await
     }
@@ -356,6 +372,21 @@ impl App {
             .await
             .unwrap()
     }
+}
+
+/// A plain IMAP client (port 143, no TLS) that plays the user's other mail program: it
+/// changes the mailbox behind mailfleet's back.
+pub async fn raw_session(mailbox: &TestMailbox) -> async_imap::Session<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect("127.0.0.1:143")
+        .await
+        .unwrap();
+    let mut client = async_imap::Client::new(tcp);
+    client.read_response().await.unwrap();
+    client
+        .login(&mailbox.address, &mailbox.password)
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap()
 }
 
 /// A mailbox of `count` small messages over INBOX, Sent and Archive from the last 60 days.

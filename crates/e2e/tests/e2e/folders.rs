@@ -256,7 +256,7 @@ async fn the_hourly_refresh_adds_new_folders_inactive_and_drops_vanished_and_ren
     assert_eq!(
         count(
             &app.db.url,
-            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id} AND subject LIKE 'a %'")
+            &format!("SELECT count(*) AS count FROM messages WHERE account_id = {id} AND subject LIKE 'a %' AND orphaned_at IS NULL")
         )
         .await,
         0,
@@ -267,6 +267,14 @@ async fn the_hourly_refresh_adds_new_folders_inactive_and_drops_vanished_and_ren
         0,
         "refreshed: not due again"
     );
+    // In no folder through the next complete sync: deleted for good.
+    app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
+        .await;
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("sync failed")
+    };
+    assert_eq!(report.messages_deleted, 3, "{report:?}");
+    assert_eq!(app.orphan_count(id).await, 0);
 }
 
 /// Replies of an IMAP server with RFC 8474 folder ids, listing `folders` as (name, id).
@@ -362,8 +370,11 @@ async fn on_a_server_with_folder_ids_a_renamed_folder_keeps_its_messages() {
     mailfleet_testkit::strings(
         &app.db.url,
         &format!(
-            "INSERT INTO messages (account_id, folder_id, remote_id, thread_key, size_bytes, content_hash, message_id)
-             VALUES ({id}, {projects}, '1:1', 'k', 10, '\\x00', 'kept@example.org') RETURNING 'x' AS value"
+            "WITH m AS (
+                 INSERT INTO messages (account_id, thread_key, size_bytes, content_hash, message_id)
+                 VALUES ({id}, 'k', 10, '\\x00', 'kept@example.org') RETURNING id)
+             INSERT INTO message_folders (message_id, folder_id, remote_id)
+             SELECT id, {projects}, '1:1' FROM m RETURNING 'x' AS value"
         ),
     )
     .await;
@@ -467,7 +478,7 @@ async fn trash_activated_later_on_an_account_connected_with_chosen_folders_gets_
     let stored = mailfleet_testkit::strings(
         &app.db.url,
         &format!(
-            "SELECT m.message_id AS value FROM messages m JOIN folders f ON f.id = m.folder_id
+            "SELECT m.message_id AS value FROM messages m JOIN message_folders mf ON mf.message_id = m.id JOIN folders f ON f.id = mf.folder_id
              WHERE f.account_id = {id} AND f.name = 'Trash' ORDER BY 1"
         ),
     )

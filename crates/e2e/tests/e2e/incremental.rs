@@ -2,27 +2,13 @@
 //! only, and with neither; an unchanged folder costs a few hundred bytes; a UIDVALIDITY change
 //! re-baselines without duplicates.
 
-use crate::app::{App, small_mailbox};
+use crate::app::{App, raw_session, small_mailbox};
 use futures::TryStreamExt;
 use mailfleet_core::{Encryption, Secret};
 use mailfleet_imap::{ImapSettings, TlsTrust};
 use mailfleet_testkit::{TestMailbox, count, strings};
 use mailfleet_worker::Outcome;
 use serde_json::json;
-
-/// A plain IMAP client for changing the mailbox behind mailfleet's back.
-async fn raw_session(mailbox: &TestMailbox) -> async_imap::Session<tokio::net::TcpStream> {
-    let tcp = tokio::net::TcpStream::connect("127.0.0.1:143")
-        .await
-        .unwrap();
-    let mut client = async_imap::Client::new(tcp);
-    client.read_response().await.unwrap();
-    client
-        .login(&mailbox.address, &mailbox.password)
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap()
-}
 
 async fn uids(s: &mut async_imap::Session<tokio::net::TcpStream>) -> Vec<u32> {
     let mut v: Vec<u32> = s.uid_search("ALL").await.unwrap().into_iter().collect();
@@ -44,8 +30,8 @@ async fn flags_of(url: &str, uid: u32) -> String {
     strings(
         url,
         &format!(
-            "SELECT array_to_string(m.flags, ' ') AS value FROM messages m JOIN folders f ON f.id = m.folder_id
-             WHERE f.name = 'INBOX' AND m.imap_uid = {uid}"
+            "SELECT array_to_string(m.flags, ' ') AS value FROM messages m JOIN message_folders mf ON mf.message_id = m.id JOIN folders f ON f.id = mf.folder_id
+             WHERE f.name = 'INBOX' AND mf.remote_id LIKE '%:{uid}'"
         ),
     )
     .await
@@ -97,7 +83,7 @@ async fn flag_changes_and_expunges_reach_postgres(condstore: bool, qresync: bool
     let stored_inbox = count(
         url,
         &format!(
-            "SELECT count(*) AS count FROM messages m JOIN folders f ON f.id = m.folder_id
+            "SELECT count(*) AS count FROM messages m JOIN message_folders mf ON mf.message_id = m.id JOIN folders f ON f.id = mf.folder_id
              WHERE f.name = 'INBOX' AND m.account_id = {id}"
         ),
     )
@@ -226,7 +212,7 @@ async fn a_uidvalidity_change_rebaselines_keeping_rows_without_duplicates_or_los
         strings(
             &url,
             "SELECT m.id::text || ' ' || coalesce(m.message_id, '-') AS value FROM messages m
-             JOIN folders f ON f.id = m.folder_id WHERE f.name = 'INBOX' ORDER BY m.id",
+             JOIN message_folders mf ON mf.message_id = m.id JOIN folders f ON f.id = mf.folder_id WHERE f.name = 'INBOX' ORDER BY m.id",
         )
         .await
     };
@@ -280,6 +266,11 @@ async fn a_uidvalidity_change_rebaselines_keeping_rows_without_duplicates_or_los
         "rows keep their ids"
     );
     assert_eq!(app.message_count(id).await, total - 1);
+    assert_eq!(
+        app.orphan_count(id).await,
+        1,
+        "the deleted one, kept one more sync"
+    );
     let uidvalidity = count(
         &url,
         "SELECT uidvalidity AS count FROM folders WHERE name = 'INBOX'",
@@ -289,8 +280,8 @@ async fn a_uidvalidity_change_rebaselines_keeping_rows_without_duplicates_or_los
         count(
             &url,
             &format!(
-                "SELECT count(*) AS count FROM messages m JOIN folders f ON f.id = m.folder_id
-                 WHERE f.name = 'INBOX' AND NOT starts_with(m.remote_id, '{uidvalidity}:')"
+                "SELECT count(*) AS count FROM messages m JOIN message_folders mf ON mf.message_id = m.id JOIN folders f ON f.id = mf.folder_id
+                 WHERE f.name = 'INBOX' AND NOT starts_with(mf.remote_id, '{uidvalidity}:')"
             )
         )
         .await,
@@ -314,4 +305,14 @@ async fn a_uidvalidity_change_rebaselines_keeping_rows_without_duplicates_or_los
         .await,
         0
     );
+
+    // In no folder through one more complete sync: deleted for good.
+    app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
+        .await;
+    let Outcome::Synced(report) = app.work_one().await else {
+        panic!("third sync failed")
+    };
+    assert_eq!(report.messages_deleted, 1, "{report:?}");
+    assert_eq!(app.orphan_count(id).await, 0);
+    assert_eq!(app.message_count(id).await, total - 1);
 }

@@ -5,6 +5,7 @@ mod app;
 mod connection;
 mod fleet;
 mod folders;
+mod identity;
 mod incremental;
 mod jobs;
 mod migrate;

@@ -46,3 +46,51 @@ async fn a_database_owner_without_createrole_migrates_once_granted_the_viewer_ro
     .await;
     assert_eq!(owner, std::slice::from_ref(&db.role));
 }
+
+/// (row id, folder, remote id, contact links) of every stored message, as memberships say.
+async fn snapshot(url: &str) -> Vec<String> {
+    mailfleet_testkit::strings(
+        url,
+        "SELECT m.id || ' ' || f.name || ' ' || mf.remote_id || ' '
+                || (SELECT count(*) FROM message_contacts mc WHERE mc.message_id = m.id) AS value
+         FROM messages m JOIN message_folders mf ON mf.message_id = m.id
+         JOIN folders f ON f.id = mf.folder_id ORDER BY m.id",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_membership_migration_keeps_every_row_its_id_and_links() {
+    let app = crate::app::App::start().await;
+    let mailbox = mailfleet_testkit::TestMailbox::create();
+    mailbox
+        .seed(&crate::app::small_mailbox(&mailbox.address, 40, 3))
+        .unwrap();
+    app.connect_account(&mailbox, serde_json::json!({ "create_contacts": true }))
+        .await;
+    let mailfleet_worker::Outcome::Synced(_) = app.work_one().await else {
+        panic!("sync failed")
+    };
+    let before = snapshot(&app.db.url).await;
+    assert_eq!(before.len(), 40);
+    assert!(before.iter().any(|r| !r.ends_with(" 0")), "some links");
+
+    // Back to one folder per row (as every installation stood before), then forward again.
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/2026-12-04-000015_message_folder_memberships"
+    );
+    let down = std::fs::read_to_string(format!("{dir}/down.sql")).unwrap();
+    let up = std::fs::read_to_string(format!("{dir}/up.sql")).unwrap();
+    mailfleet_testkit::batch_execute(&app.db.url, &down).await;
+    let old_form = mailfleet_testkit::strings(
+        &app.db.url,
+        "SELECT m.id || ' ' || f.name || ' ' || m.remote_id || ' '
+                || (SELECT count(*) FROM message_contacts mc WHERE mc.message_id = m.id) AS value
+         FROM messages m JOIN folders f ON f.id = m.folder_id ORDER BY m.id",
+    )
+    .await;
+    assert_eq!(old_form, before);
+    mailfleet_testkit::batch_execute(&app.db.url, &up).await;
+    assert_eq!(snapshot(&app.db.url).await, before);
+}

@@ -129,7 +129,7 @@ async fn a_message_goes_out_once_and_is_filed_in_sent_even_when_sent_is_not_sync
     assert_eq!(view["sent_copy_message_id"], copy);
     let folder = strings(
         &app.db.url,
-        &format!("SELECT f.name AS value FROM messages m JOIN folders f ON f.id = m.folder_id WHERE m.id = {copy}"),
+        &format!("SELECT f.name AS value FROM messages m JOIN message_folders mf ON mf.message_id = m.id JOIN folders f ON f.id = mf.folder_id WHERE m.id = {copy}"),
     )
     .await;
     assert_eq!(folder, ["Sent"]);

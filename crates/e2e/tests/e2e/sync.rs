@@ -228,7 +228,7 @@ async fn messages_link_to_known_contacts_and_unknown_senders_become_contacts() {
         url,
         &format!(
             "SELECT count(*) AS count FROM message_contacts mc JOIN messages m ON m.id = mc.message_id
-             JOIN folders f ON f.id = m.folder_id WHERE f.name = 'Sent' AND m.account_id = {id}"
+             JOIN message_folders mf ON mf.message_id = m.id JOIN folders f ON f.id = mf.folder_id WHERE f.name = 'Sent' AND m.account_id = {id}"
         ),
     )
     .await;
