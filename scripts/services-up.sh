@@ -6,14 +6,28 @@
 #       993 IMAPS, 24 LMTP; SASL socket <run>/dovecot/run/auth-postfix for Postfix
 #   Postfix (own instance, `postfix -c <run>/postfix/etc`)     127.0.0.1: 25 SMTP, 587
 #       submission (STARTTLS + AUTH), 465 submissions (TLS wrapper + AUTH)
+#   Cyrus IMAP 3.6 (own instance, config <run>/cyrus/imapd.conf + cyrus.conf)  127.0.0.1:
+#       1143 IMAP (STARTTLS), 1993 IMAPS. CONDSTORE, QRESYNC, OBJECTID, MOVE, SPECIAL-USE.
+#   Courier-IMAP 5.0 (own instance, settings <run>/courier/imapd.env)  127.0.0.1: 2143 IMAP
+#       (STARTTLS), 2993 IMAPS. No CONDSTORE/QRESYNC, no MOVE, no SPECIAL-USE; "INBOX." / ".".
 #   PostgreSQL 127.0.0.1:5432 and RabbitMQ 127.0.0.1:5672: only started/installed when
 #       not reachable; never touched when they already run.
+#
+# The packages cyrus-imapd and courier-imap both Conflict with dovecot-imapd (virtual
+# package imap-server), so they are not installed in dpkg: their dependencies are
+# (cyrus-common, courier-base, ...), and the two packages themselves are fetched with
+# `apt-get download` and unpacked into <run>/pkg/<name>_<version>/ (the version that the
+# installed cyrus-common / courier-base belongs to).
 #
 # <run> = ${MAILFLEET_RUN_DIR:-/var/lib/mailfleet-dev}
 #   tls/ca.pem (trust this), tls/ca.key, tls/server.pem, tls/server.key (leaf: localhost, 127.0.0.1)
 #   users/<address>   one passwd-file per user, one line "<address>:{PLAIN}<password>::::::"
 #                     (lower-case address; mode 0644; see scripts/mail-user.sh)
 #   mail/<domain>/<local>/Maildir   mail storage, owned by user/group vmail
+#   cyrus/   Cyrus config, state (config/, spool/), users in cyrus/auth/users.sqlite
+#   courier/ Courier config (etc/ = its /etc/courier), users in courier/etc/userdb/<address>,
+#            Maildir++ under courier/mail/<domain>/<local>/Maildir (owner vmail)
+#   Users of all three servers: scripts/mail-user.sh add|del
 #
 # MAILDIR LAYOUT: Maildir with LAYOUT=fs, hierarchy separator "/" (NOT Maildir++):
 #   INBOX   = <run>/mail/<domain>/<local>/Maildir/{cur,new,tmp}
@@ -28,7 +42,8 @@
 # INTERNALDATE. Dovecot notices them at the next SELECT/STATUS/NOOP; no doveadm needed.
 # To rebuild indexes anyway: doveadm -c <run>/dovecot/dovecot.conf force-resync -u <addr> '*'
 #
-# Logs: <run>/dovecot/dovecot.log, <run>/postfix/postfix.log, <run>/*.log
+# Logs: <run>/dovecot/dovecot.log, <run>/postfix/postfix.log, <run>/courier/*.log, <run>/*.log
+# (Cyrus logs only to syslog, and there is none: <run>/cyrus/master.log has its stderr only.)
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -43,6 +58,7 @@ say() { printf 'services-up: %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
 [[ $EUID -eq 0 ]] || die "must run as root"
+trap 'say "ERROR: line $LINENO: \"$BASH_COMMAND\" failed"' ERR
 [[ $RUN == /* ]] || die "MAILFLEET_RUN_DIR must be an absolute path (got '$RUN')"
 [[ $RUN =~ ^[A-Za-z0-9/._-]+$ ]] || die "MAILFLEET_RUN_DIR may only contain [A-Za-z0-9/._-]"
 # unix socket paths are limited to 107 bytes (e.g. <run>/dovecot/run/login/imap-urlauth-worker)
@@ -85,14 +101,90 @@ install_file() {
   chmod "$3" "$1"; mv -f "$1" "$2"; return 0
 }
 render() { # render TEMPLATE -> stdout
-  sed -e "s|@RUN@|$RUN|g" -e "s|@VMAIL_UID@|$VMAIL_UID|g" "$TPL_DIR/$1"
+  sed -e "s|@RUN@|$RUN|g" -e "s|@VMAIL_UID@|$VMAIL_UID|g" -e "s|@CYRUS_BIN@|${CYRUS_BIN:-}|g" \
+    -e "s|@COURIER_PKG@|${COURIER_PKG:-}|g" "$TPL_DIR/$1"
 }
-pid_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
+pid_alive() { # running, not a zombie (PID 1 here reaps orphans only now and then)
+  [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null \
+    && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
+# pid_of FILE COMM -> prints the pid in FILE if that process runs as COMM
+pid_of() {
+  local pid
+  pid=$(head -c 32 "$1" 2>/dev/null | tr -dc 0-9) || return 1
+  pid_alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] && echo "$pid"
+}
+stop_pid() { # stop_pid NAME PID [TIMEOUT_TENTHS]: SIGTERM, wait, fail loudly
+  local i
+  pid_alive "$2" || return 0
+  kill -TERM "$2" 2>/dev/null || true
+  for ((i = 0; i < ${3:-100}; i++)); do pid_alive "$2" || return 0; sleep 0.1; done
+  die "$1 (pid $2) did not stop"
+}
+# install_copy SRC DST OWNER:GROUP MODE -> copies only if the content differs
+install_copy() {
+  if ! [[ -f $2 ]] || ! cmp -s "$1" "$2"; then
+    install -o "${3%:*}" -g "${3#*:}" -m "$4" "$1" "$2.tmp" && mv -f "$2.tmp" "$2"
+  fi
+  chown "$3" "$2"; chmod "$4" "$2"
+}
+# unpack_deb NAME BASE: the package NAME is never installed in dpkg (cyrus-imapd and
+# courier-imap Conflict with dovecot-imapd); the candidate version is fetched with
+# `apt-get download` and unpacked into $PKG_DIR/NAME_<version>, once, after bringing the
+# installed package BASE to the version NAME depends on exactly. Sets UNPACKED_DIR.
+# Optional hook: the function unpack_hook_NAME (dashes as _) runs on the new tree.
+unpack_deb() {
+  local name=$1 base=$2 link=$PKG_DIR/$1 base_ver want tmp deb ver dir hook
+  base_ver=$(dpkg-query -W -f='${Version}' "$base")
+  if [[ -f $link/.unpacked && $(cat "$link/.base-version" 2>/dev/null) == "$base_ver" ]]; then
+    UNPACKED_DIR=$(readlink -f "$link"); return 0
+  fi
+  tmp=$(mktemp -d "$PKG_DIR/.dl.XXXXXX")
+  if ! (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$name" >/dev/null 2>&1); then
+    export DEBIAN_FRONTEND=noninteractive
+    (( APT_UPDATED )) || { say "apt-get update"; apt-get update -qq >/dev/null; APT_UPDATED=1; }
+    (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$name" >/dev/null) \
+      || die "apt-get download $name failed"
+  fi
+  deb=$(echo "$tmp"/*.deb)
+  ver=$(dpkg-deb -f "$deb" Version)
+  want=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed -n "s/^ *$base (= \(.*\))\$/\1/p")
+  if [[ -n $want && $want != "$base_ver" ]]; then
+    apt_install "$base=$want"
+    base_ver=$want
+  fi
+  dir=$PKG_DIR/${name}_$ver
+  say "unpacking $name $ver into $dir"
+  rm -rf "$dir.tmp"
+  dpkg-deb -x "$deb" "$dir.tmp"
+  hook=unpack_hook_${name//-/_}
+  if declare -F "$hook" >/dev/null; then "$hook" "$dir.tmp"; fi
+  echo "$base_ver" >"$dir.tmp/.base-version"
+  touch "$dir.tmp/.unpacked"
+  rm -rf "$dir"
+  mv "$dir.tmp" "$dir"
+  ln -sfn "${name}_$ver" "$link"
+  find "$PKG_DIR" -maxdepth 1 -name "${name}_*" ! -name "${name}_$ver" -exec rm -rf {} +
+  rm -rf "$tmp"
+  UNPACKED_DIR=$dir
+}
 
 # ---------------------------------------------------------------- 1. packages
+# Cyrus: cyrus-common (tools, master) + the SASL "sql" auxprop for the SQLite user table;
+# libwrap0 is what imapd of cyrus-imapd needs beyond cyrus-common.
+# Courier: courier-base (couriertcpd, couriertls, maildirmake), authdaemond + userdb,
+# and the libraries imapd/imaplogin of courier-imap link against.
+PACKAGES=(dovecot-imapd dovecot-lmtpd postfix openssl ca-certificates
+  cyrus-common libsasl2-modules libsasl2-modules-sql libwrap0 sqlite3
+  courier-base courier-authlib courier-authdaemon courier-authlib-userdb
+  libcourier-unicode4 libgdbm6 libidn12 gamin libgamin0 binutils)
 missing=()
-for p in dovecot-imapd dovecot-lmtpd postfix openssl ca-certificates; do
-  pkg_installed "$p" || missing+=("$p")
+declare -A INSTALLED_VER=()
+while read -r p st ver; do
+  if [[ $st == installed ]]; then INSTALLED_VER[$p]=$ver; fi
+done < <(dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\n' "${PACKAGES[@]}" 2>/dev/null || true)
+for p in "${PACKAGES[@]}"; do
+  [[ -n ${INSTALLED_VER[$p]:-} ]] || missing+=("$p")
 done
 if (( ${#missing[@]} )); then
   echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
@@ -216,7 +308,204 @@ if [[ $postfix_action != running ]]; then
   echo "$POSTFIX_SHA" >"$POSTFIX_STAMP"
 fi
 
-# ---------------------------------------------------------------- 6. PostgreSQL, RabbitMQ
+# ---------------------------------------------------------------- 6. Cyrus IMAP
+# Own instance: every program gets -C <run>/cyrus/imapd.conf; master binds 127.0.0.1 only.
+PKG_DIR=$RUN/pkg
+install -d -o root -g root -m 0755 "$PKG_DIR"
+unpack_deb cyrus-imapd cyrus-common
+CYRUS_BIN=$UNPACKED_DIR/usr/lib/cyrus/bin
+CYRUS=$RUN/cyrus
+CYRUS_CONF=$CYRUS/imapd.conf
+CYRUS_DB=$CYRUS/auth/users.sqlite
+getent passwd cyrus >/dev/null || die "user cyrus missing (made by package cyrus-common)"
+
+install -d -o root -g root -m 0755 "$CYRUS"
+cyrus_dirs=("$CYRUS/config" "$CYRUS/spool" "$CYRUS/spool/stage." "$CYRUS/sieve" "$CYRUS/tls" "$CYRUS/auth")
+for d in db proc socket log msg user quota lock; do cyrus_dirs+=("$CYRUS/config/$d"); done
+for d in user quota lock; do for h in {a..z}; do cyrus_dirs+=("$CYRUS/config/$d/$h"); done; done
+if [[ ! -d $CYRUS/config/lock/z ]]; then   # what Debian's cyrus-makedirs makes
+  install -d -o cyrus -g mail -m 0750 "${cyrus_dirs[@]}"
+fi
+install_copy "$TLS/server.pem" "$CYRUS/tls/server.pem" cyrus:mail 0644
+install_copy "$TLS/server.key" "$CYRUS/tls/server.key" cyrus:mail 0600
+render cyrus-imapd.conf.in >"$CYRUS_CONF.tmp"
+install_file "$CYRUS_CONF.tmp" "$CYRUS_CONF" 0644 || true
+render cyrus.conf.in >"$CYRUS/cyrus.conf.tmp"
+install_file "$CYRUS/cyrus.conf.tmp" "$CYRUS/cyrus.conf" 0644 || true
+
+# Users: SQLite table read by the SASL sql auxprop, which opens it at every login with no
+# busy timeout: the live file is never written in place (see cyrus_write in
+# scripts/mail-user.sh: copy, change, rename, under flock), journal mode DELETE (WAL's
+# checkpoint-on-close locks out concurrent readers). Owner cyrus:mail, mode 0640.
+# The admin "cyrus" (mail-user.sh del uses it) is looked up as cyrus@localhost.
+cyrus_db_write() {
+  (
+    flock 9
+    cp -p "$CYRUS_DB" "$CYRUS_DB.new"
+    sqlite3 -batch "$CYRUS_DB.new" "$@" >/dev/null
+    mv -f "$CYRUS_DB.new" "$CYRUS_DB"
+  ) 9>"$CYRUS_DB.lock"
+}
+if [[ ! -s $CYRUS/admin.pass ]]; then
+  (umask 077; openssl rand -hex 16 >"$CYRUS/admin.pass")
+fi
+if [[ ! -s $CYRUS_DB ]]; then
+  rm -f "$CYRUS_DB.new"
+  sqlite3 -batch "$CYRUS_DB.new" \
+    "CREATE TABLE users (address TEXT PRIMARY KEY, password TEXT NOT NULL);"
+  chown cyrus:mail "$CYRUS_DB.new"; chmod 0640 "$CYRUS_DB.new"
+  mv -f "$CYRUS_DB.new" "$CYRUS_DB"
+fi
+if [[ $(sqlite3 -batch -readonly "$CYRUS_DB" 'PRAGMA journal_mode') != delete ]]; then
+  cyrus_db_write 'PRAGMA journal_mode=DELETE'
+  rm -f "$CYRUS_DB-wal" "$CYRUS_DB-shm"
+fi
+chown cyrus:mail "$CYRUS_DB"; chmod 0640 "$CYRUS_DB"
+CYRUS_ADMIN_PW=$(cat "$CYRUS/admin.pass")
+if [[ $(sqlite3 -batch -readonly "$CYRUS_DB" \
+      "SELECT password FROM users WHERE address = 'cyrus@localhost'") != "$CYRUS_ADMIN_PW" ]]; then
+  cyrus_db_write "INSERT OR REPLACE INTO users VALUES ('cyrus@localhost', '$CYRUS_ADMIN_PW');"
+fi
+
+CYRUS_SHA=$(cat "$CYRUS_CONF" "$CYRUS/cyrus.conf" "$CYRUS/tls/server.pem" "$CYRUS/tls/server.key" \
+  | sha256sum | cut -d' ' -f1)
+CYRUS_STAMP=$CYRUS/.running-config.sha256
+CYRUS_PIDFILE=$CYRUS/master.pid
+cyrus_action=running
+if pid=$(pid_of "$CYRUS_PIDFILE" master); then
+  if [[ $(cat "$CYRUS_STAMP" 2>/dev/null) != "$CYRUS_SHA" ]]; then
+    say "cyrus config changed: restarting"
+    stop_pid "cyrus master" "$pid" 150
+    cyrus_action=restarted
+  fi
+else
+  cyrus_action=started
+fi
+if [[ $cyrus_action != running ]]; then
+  (cd "$CYRUS" && /usr/lib/cyrus/bin/master -C "$CYRUS_CONF" -M "$CYRUS/cyrus.conf" \
+      -p "$CYRUS_PIDFILE" -d </dev/null >>"$CYRUS/master.log" 2>&1) \
+    || die "cyrus master failed to start; see $CYRUS/master.log"
+  echo "$CYRUS_SHA" >"$CYRUS_STAMP"
+fi
+
+# ---------------------------------------------------------------- 7. Courier-IMAP
+# Courier's paths are compiled in (/etc/courier/authdaemonrc, userdb.dat, and the socket
+# /run/courier/authdaemon/socket that imaplogin connects to), so authdaemond and both
+# couriertcpd run in a mount namespace of their own, where <run>/courier/etc is mounted
+# on /etc/courier and <run>/courier/authdaemon on /run/courier/authdaemon: the system's
+# /etc/courier is neither read nor changed. To run authtest & co. inside it:
+#   nsenter -t $(cat <run>/courier/authdaemond.pid) -m authtest <address> <password>
+# imaplogin sleeps 5 s before every "NO Login failed" (compiled in, no setting): our
+# unpacked copy gets that sleep(5) patched to sleep(0) (both call sites, checked first).
+unpack_hook_courier_imap() {
+  local f=$1/usr/lib/courier/courier/imaplogin addrs a text_vma text_off off n=0
+  addrs=$(objdump -d "$f" | awk '/\tmov +\$0x5,%edi$/ {a=$1; next}
+    /\tcall +[0-9a-f]+ <sleep@plt>$/ && a != "" {sub(":", "", a); print a} {a=""}')
+  read -r text_vma text_off < <(objdump -h "$f" | awk '$2 == ".text" {print $4, $6}')
+  for a in $addrs; do
+    off=$(( 0x$a - 0x$text_vma + 0x$text_off ))
+    [[ $(od -An -tx1 -j "$off" -N5 "$f" | tr -d ' \n') == bf05000000 ]] || continue
+    printf '\000' | dd of="$f" bs=1 seek=$((off + 1)) conv=notrunc status=none
+    n=$((n + 1))
+  done
+  if (( n == 2 )); then
+    say "courier imaplogin: failed-login sleep(5) patched to sleep(0)"
+  else
+    say "WARNING: courier imaplogin: found $n of 2 sleep(5) sites; failed logins may take 5 s"
+  fi
+}
+unpack_deb courier-imap courier-base
+COURIER_PKG=$UNPACKED_DIR
+COURIER=$RUN/courier
+getent passwd courier >/dev/null || die "user courier missing (made by package courier-base)"
+install -d -o root -g root -m 0755 "$COURIER" "$COURIER/etc" "$COURIER/tls"
+install -d -o root -g root -m 0700 "$COURIER/etc/userdb"
+install -d -o root -g courier -m 0750 "$COURIER/etc/shared"
+install -d -o courier -g courier -m 0750 "$COURIER/authdaemon"
+[[ -d $COURIER/mail ]] || install -d -o vmail -g vmail -m 0770 "$COURIER/mail"
+[[ -d /etc/courier ]] || die "/etc/courier missing (made by package courier-base)"
+[[ -d /run/courier/authdaemon ]] || install -d -o courier -g courier -m 0750 /run/courier/authdaemon
+
+render courier-authdaemonrc.in >"$COURIER/etc/authdaemonrc.tmp"
+install_file "$COURIER/etc/authdaemonrc.tmp" "$COURIER/etc/authdaemonrc" 0640 || true
+chgrp courier "$COURIER/etc/authdaemonrc"
+render courier-imapd.in >"$COURIER/imapd.env.tmp"
+install_file "$COURIER/imapd.env.tmp" "$COURIER/imapd.env" 0644 || true
+# couriertls (GnuTLS) wants key + certificate in one PEM, readable by user courier.
+cat "$TLS/server.key" "$TLS/server.pem" >"$COURIER/tls/imapd.pem.new"
+install_copy "$COURIER/tls/imapd.pem.new" "$COURIER/tls/imapd.pem" courier:courier 0600
+rm -f "$COURIER/tls/imapd.pem.new"
+if [[ ! -s $COURIER/tls/dhparams.pem ]]; then
+  if [[ -s /etc/courier/dhparams.pem ]]; then
+    cp /etc/courier/dhparams.pem "$COURIER/tls/dhparams.pem.new"
+  else
+    certtool --generate-dh-params --sec-param medium --outfile "$COURIER/tls/dhparams.pem.new" 2>/dev/null
+  fi
+  install_copy "$COURIER/tls/dhparams.pem.new" "$COURIER/tls/dhparams.pem" courier:courier 0600
+  rm -f "$COURIER/tls/dhparams.pem.new"
+fi
+[[ -f $COURIER/tls/sslcache ]] || install -o courier -g courier -m 0600 /dev/null "$COURIER/tls/sslcache"
+[[ -f $COURIER/etc/userdb.dat ]] || makeuserdb -f "$COURIER/etc/userdb"
+
+COURIER_SHA=$( (cat "$COURIER/imapd.env" "$COURIER/etc/authdaemonrc" "$COURIER/tls/imapd.pem"
+  echo "$COURIER_PKG") | sha256sum | cut -d' ' -f1)
+COURIER_STAMP=$COURIER/.running-config.sha256
+courier_pids() { # the running authdaemond and both couriertcpd
+  pid_of "$COURIER/authdaemond.pid" authdaemond || true
+  pid_of "$COURIER/imapd.pid" couriertcpd || true
+  pid_of "$COURIER/imapd-ssl.pid" couriertcpd || true
+}
+courier_stop() {
+  local p
+  for p in $(courier_pids); do stop_pid courier "$p"; done
+}
+mapfile -t cpids < <(courier_pids)
+courier_action=running
+if (( ${#cpids[@]} == 3 )); then
+  if [[ $(cat "$COURIER_STAMP" 2>/dev/null) != "$COURIER_SHA" ]]; then
+    say "courier config changed: restarting"
+    courier_stop
+    courier_action=restarted
+  fi
+else
+  courier_stop
+  courier_action=started
+fi
+if [[ $courier_action != running ]]; then
+  rm -f "$COURIER/authdaemon/socket" "$COURIER/authdaemon/pid"
+  # shellcheck disable=SC2016  # the inner script expands its own arguments
+  unshare --mount --propagation private bash -s -- "$COURIER" "$COURIER_PKG" \
+    >>"$COURIER/start.log" 2>&1 <<'INNER' || die "courier failed to start; see $COURIER/start.log"
+set -euo pipefail
+C=$1 PKG=$2
+mount --bind "$C/etc" /etc/courier
+mount --bind "$C/authdaemon" /run/courier/authdaemon
+setsid /usr/lib/courier/courier-authlib/authdaemond </dev/null >>"$C/authdaemond.log" 2>&1 &
+echo $! >"$C/authdaemond.pid"
+for ((i = 0; i < 100; i++)); do [[ -S /run/courier/authdaemon/socket ]] && break; sleep 0.05; done
+[[ -S /run/courier/authdaemon/socket ]] || { echo "authdaemond: no socket" >&2; exit 1; }
+start_tcpd() { # start_tcpd PORT PIDFILE ENV... -- PROGRAM...
+  local port=$1 pidfile=$2; shift 2
+  local envs=(); while [[ $1 != -- ]]; do envs+=("$1"); shift; done; shift
+  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin bash -c '
+    set -a; . "$1"; shift; for e in "$@"; do [[ $e == -- ]] && break; export "$e"; done
+    while [[ $1 != -- ]]; do shift; done; shift
+    umask 022
+    exec /usr/sbin/couriertcpd -pid="$PIDFILE" -stderr="$LOGFILE" -address=127.0.0.1 \
+      -maxprocs="$MAXDAEMONS" -maxperip="$MAXPERIP" -nodnslookup -noidentlookup "$PORT" "$@"
+  ' _ "$C/imapd.env" PIDFILE="$pidfile" LOGFILE="$C/imapd.log" PORT="$port" "${envs[@]}" -- "$@" \
+    </dev/null >>"$C/imapd.log" 2>&1
+}
+start_tcpd 2143 "$C/imapd.pid" -- \
+  "$PKG/usr/lib/courier/courier/imaplogin" "$PKG/usr/bin/imapd" Maildir
+start_tcpd 2993 "$C/imapd-ssl.pid" IMAP_TLS=1 IMAP_STARTTLS=NO -- \
+  /usr/bin/couriertls -server -tcpd -user=courier \
+  "$PKG/usr/lib/courier/courier/imaplogin" "$PKG/usr/bin/imapd" Maildir
+INNER
+  echo "$COURIER_SHA" >"$COURIER_STAMP"
+fi
+
+# ---------------------------------------------------------------- 8. PostgreSQL, RabbitMQ
 pg_action=running
 if ! port_open 5432; then
   if ! pkg_installed postgresql || ! command -v pg_ctlcluster >/dev/null; then
@@ -268,14 +557,20 @@ EOF
   wait_ports 60 5672 || die "rabbitmq did not open 127.0.0.1:5672 within 60 s; see $RUN/rabbitmq.log"
 fi
 
-# ---------------------------------------------------------------- 7. wait + summary
+# ---------------------------------------------------------------- 9. wait + summary
 wait_ports 30 143 993 24 || die "dovecot ports not up after 30 s; see $RUN/dovecot/dovecot.log"
 wait_ports 30 25 587 465 || die "postfix ports not up after 30 s; see $RUN/postfix/postfix.log"
+wait_ports 30 1143 1993 || die "cyrus ports not up after 30 s; see $CYRUS/master.log (no syslog here)"
+wait_ports 30 2143 2993 || die "courier ports not up after 30 s; see $COURIER/imapd.log, $COURIER/start.log"
 
 printf '%-10s %-19s 127.0.0.1:143 imap+starttls, :993 imaps, :24 lmtp (config %s)\n' \
   dovecot "$dovecot_action" "$DOVECOT_CONF"
 printf '%-10s %-19s 127.0.0.1:25 smtp, :587 submission, :465 submissions (postfix -c %s)\n' \
   postfix "$postfix_action" "$PF_DIR"
+printf '%-10s %-19s 127.0.0.1:1143 imap+starttls, :1993 imaps (config %s)\n' \
+  cyrus "$cyrus_action" "$CYRUS_CONF"
+printf '%-10s %-19s 127.0.0.1:2143 imap+starttls, :2993 imaps (settings %s)\n' \
+  courier "$courier_action" "$COURIER/imapd.env"
 printf '%-10s %-19s 127.0.0.1:5432 (user postgres, trust)\n' postgresql "$pg_action"
 printf '%-10s %-19s 127.0.0.1:5672 (guest/guest)\n' rabbitmq "$rabbit_action"
 printf '%-10s %-19s CA %s, users %s, mail %s\n' paths ok "$TLS/ca.pem" "$RUN/users" "$RUN/mail"
