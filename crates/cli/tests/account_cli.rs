@@ -210,7 +210,10 @@ async fn account_add_list_primary_and_delete_through_the_api() {
     };
     let key = SecretKey::from_base64(TEST_SECRET_KEY).unwrap();
     let Credentials::Password { password: sealed } =
-        Credentials::open(&key, id, &stored.credentials).unwrap();
+        Credentials::open(&key, id, &stored.credentials).unwrap()
+    else {
+        panic!("an IMAP account holds a password")
+    };
     assert_eq!(sealed.expose(), &mailbox.password);
 
     let list = env.account(ann, &["list", "--json"], "").ok().json();

@@ -2,6 +2,7 @@
 //! the account allows a non-secure certificate).
 
 mod connect;
+mod connector;
 mod errors;
 mod examine;
 pub mod mailbox_name;
@@ -12,5 +13,6 @@ pub mod tls;
 mod uidset;
 
 pub use connect::{ImapSettings, connect};
+pub use connector::ImapConnector;
 pub use session::ImapSession;
 pub use tls::TlsTrust;

@@ -7,11 +7,13 @@
 //! provider-shaped: IMAP's UIDVALIDITY/UIDNEXT/HIGHESTMODSEQ, Gmail's historyId, Graph's
 //! deltaLink.
 
+mod connector;
 mod error;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use connector::{AccountAccess, Connector, ServiceSettings, TestFailed, TokenStore};
 pub use error::{ErrorClass, ProviderError};
 
 /// The special use of a folder (RFC 6154), or Gmail/Graph's equivalent.

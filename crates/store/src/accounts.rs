@@ -249,6 +249,27 @@ pub async fn reconnect(
     Ok(())
 }
 
+/// Replaces the account's sealed credentials (an OAuth access token its provider renewed),
+/// under the job's lease when it holds one: a worker that lost the account writes nothing.
+pub async fn save_credentials(
+    conn: &mut Conn,
+    id: i64,
+    sealed: &[u8],
+    fence: Option<crate::leases::Fence>,
+) -> Result<(), StoreError> {
+    use diesel_async::AsyncConnection;
+    let conn: &mut diesel_async::AsyncPgConnection = conn;
+    conn.transaction(async |tx| {
+        crate::leases::check(tx, fence).await?;
+        diesel::update(accounts::table.find(id))
+            .set(accounts::credentials.eq(sealed))
+            .execute(tx)
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
 /// Claims accounts whose folder list is older than `interval_secs` (see `claim_due`).
 pub async fn claim_due_refresh(
     conn: &mut Conn,

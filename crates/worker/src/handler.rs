@@ -114,7 +114,8 @@ pub struct Worker {
     pub(crate) store: Store,
     pub(crate) broker: Arc<Broker>,
     pub(crate) key: SecretKey,
-    pub(crate) trust: TlsTrust,
+    /// Opens IMAP sessions and SMTP submissions (see `connectors.rs`).
+    pub(crate) imap: mailfleet_imap::ImapConnector,
     pub(crate) config: WorkerConfig,
 }
 
@@ -139,7 +140,13 @@ impl Worker {
             store,
             broker,
             key,
-            trust,
+            imap: mailfleet_imap::ImapConnector {
+                trust,
+                connect_timeout: config.connect_timeout,
+                command_timeout: config.command_timeout,
+                use_condstore: config.use_condstore,
+                use_qresync: config.use_qresync,
+            },
             config,
         }
     }

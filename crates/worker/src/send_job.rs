@@ -8,8 +8,6 @@
 //! its Message-ID in Sent, and otherwise recorded as `unknown` — never sent again.
 
 use crate::handler::{Outcome, Worker};
-use mailfleet_core::{Credentials, Provider};
-use mailfleet_imap::smtp::{SmtpSettings, SmtpSubmission};
 use mailfleet_provider::{
     ErrorClass, FetchedMessage, MailSession, MailSubmission, ProviderError, SubmitError,
 };
@@ -295,7 +293,7 @@ impl Worker {
         let account = accounts::get(&mut conn, row.account_id).await?;
         drop(conn);
         let found = async {
-            let mut session = self.open_session(&account).await?;
+            let mut session = self.open_session(&account, None).await?;
             let r = async {
                 match self.sent_folder(session.as_mut(), &account).await? {
                     Some(f) => session.find_message(&f.name, &row.message_id).await,
@@ -366,7 +364,7 @@ impl Worker {
         let account = accounts::get(&mut conn, row.account_id).await?;
         drop(conn);
         let filed = async {
-            let mut session = self.open_session(&account).await?;
+            let mut session = self.open_session(&account, None).await?;
             let r = self
                 .append_once(session.as_mut(), &account, row, found)
                 .await;
@@ -501,28 +499,7 @@ impl Worker {
         &self,
         account: &Account,
     ) -> Result<Box<dyn MailSubmission>, ProviderError> {
-        let (provider, creds) = self.provider_and_credentials(account)?;
-        match provider {
-            Provider::Imap => {
-                let Credentials::Password { password } = creds;
-                let (host, port, encryption) =
-                    crate::sync_job::server(account, crate::sync_job::Server::Smtp)?;
-                let settings = SmtpSettings {
-                    host,
-                    port,
-                    encryption,
-                    login: crate::sync_job::login(account),
-                    password,
-                    allow_insecure_cert: account.allow_insecure_cert,
-                    timeout: self.config.connect_timeout,
-                };
-                Ok(Box::new(
-                    SmtpSubmission::open(&settings, &self.trust).await?,
-                ))
-            }
-            other => Err(ProviderError::Permanent(format!(
-                "sending through {other} is not supported yet"
-            ))),
-        }
+        let (provider, access) = self.access(account, None)?;
+        self.connector(provider)?.submission(&access).await
     }
 }

@@ -1,9 +1,7 @@
 //! `sync_account`: log in, sync the active folders, record the outcome on the account.
 
 use crate::handler::{Outcome, Worker};
-use mailfleet_core::{Credentials, Encryption, Provider, Secret};
 use mailfleet_core::{Job, JobEnvelope};
-use mailfleet_imap::ImapSettings;
 use mailfleet_provider::{ErrorClass, MailSession, ProviderError};
 use mailfleet_store::leases::{self, Fence};
 use mailfleet_store::models::Account;
@@ -237,7 +235,7 @@ impl Worker {
         };
         let fence = lease.fence;
         let result = async {
-            let mut session = self.open_session(&account).await?;
+            let mut session = self.open_session(&account, Some(fence)).await?;
             let r = mailfleet_sync::refresh_folders(
                 &self.store,
                 session.as_mut(),
@@ -278,7 +276,7 @@ impl Worker {
         fence: Fence,
         options: mailfleet_sync::SyncOptions,
     ) -> Result<SyncReport, SyncError> {
-        let mut session = self.open_session(account).await?;
+        let mut session = self.open_session(account, Some(fence)).await?;
         let result = sync_account(
             &self.store,
             session.as_mut(),
@@ -292,111 +290,19 @@ impl Worker {
         result
     }
 
-    /// The account's provider and its opened credentials.
-    pub(crate) fn provider_and_credentials(
-        &self,
-        account: &Account,
-    ) -> Result<(Provider, Credentials), ProviderError> {
-        let provider: Provider = account
-            .provider
-            .parse()
-            .map_err(|e| ProviderError::Permanent(format!("{e}")))?;
-        let creds = Credentials::open(&self.key, account.id, &account.credentials)
-            .map_err(|e| ProviderError::Permanent(format!("account credentials: {e}")))?;
-        Ok((provider, creds))
-    }
-
+    /// A mail session for the account, through its provider's connector.
     pub(crate) async fn open_session(
         &self,
         account: &Account,
+        fence: Option<Fence>,
     ) -> Result<Box<dyn MailSession>, ProviderError> {
-        let (provider, creds) = self.provider_and_credentials(account)?;
-        match provider {
-            Provider::Imap => {
-                let Credentials::Password { password } = creds;
-                let settings = imap_settings(account, password, &self.config)?;
-                Ok(Box::new(
-                    mailfleet_imap::connect(&settings, &self.trust).await?,
-                ))
-            }
-            other => Err(ProviderError::Permanent(format!(
-                "provider {other} is not supported yet"
-            ))),
-        }
+        let (provider, access) = self.access(account, fence)?;
+        self.connector(provider)?.session(&access).await
     }
 }
 
 pub(crate) const AUTH_FAILED_MESSAGE: &str =
     "The mail server refused the credentials. Re-connect the account to sync it again.";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Server {
-    Imap,
-    Smtp,
-}
-
-/// Host, port and encryption of the account's IMAP or SMTP server.
-pub(crate) fn server(
-    account: &Account,
-    which: Server,
-) -> Result<(String, u16, Encryption), ProviderError> {
-    let (host, port, encryption, name, default_encryption) = match which {
-        Server::Imap => (
-            &account.imap_host,
-            account.imap_port,
-            &account.imap_encryption,
-            "IMAP",
-            "ssl",
-        ),
-        Server::Smtp => (
-            &account.smtp_host,
-            account.smtp_port,
-            &account.smtp_encryption,
-            "SMTP",
-            "starttls",
-        ),
-    };
-    let missing = |what: String| ProviderError::Permanent(format!("account has no {what}"));
-    Ok((
-        host.clone()
-            .ok_or_else(|| missing(format!("{name} host")))?,
-        port.and_then(|p| u16::try_from(p).ok())
-            .ok_or_else(|| missing(format!("valid {name} port")))?,
-        encryption
-            .as_deref()
-            .unwrap_or(default_encryption)
-            .parse::<Encryption>()
-            .map_err(|e| ProviderError::Permanent(e.to_string()))?,
-    ))
-}
-
-/// The login name: the account's user name when it has one, else its address.
-pub(crate) fn login(account: &Account) -> String {
-    account
-        .username
-        .clone()
-        .unwrap_or_else(|| account.email.clone())
-}
-
-fn imap_settings(
-    account: &Account,
-    password: Secret<String>,
-    config: &crate::WorkerConfig,
-) -> Result<ImapSettings, ProviderError> {
-    let (host, port, encryption) = server(account, Server::Imap)?;
-    Ok(ImapSettings {
-        host,
-        port,
-        encryption,
-        login: login(account),
-        password,
-        allow_insecure_cert: account.allow_insecure_cert,
-        connect_timeout: config.connect_timeout,
-        command_timeout: config.command_timeout,
-        use_condstore: config.use_condstore,
-        use_qresync: config.use_qresync,
-    })
-}
 
 fn run_end<'a>(
     outcome: &'a str,

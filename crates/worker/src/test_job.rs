@@ -1,11 +1,9 @@
-//! `test_connection`: log in to IMAP and list the folders, authenticate to SMTP, answer.
+//! `test_connection`: log in and list the folders, check that mail can be sent, answer.
 
 use crate::handler::Worker;
 use mailfleet_core::connection_test::{ConnectionSettings, ConnectionTestResult, TestedFolder};
-use mailfleet_core::{Binding, Credentials};
-use mailfleet_imap::ImapSettings;
-use mailfleet_imap::smtp::{self, SmtpSettings};
-use mailfleet_provider::{MailSession, ProviderError};
+use mailfleet_core::{Binding, Credentials, Provider};
+use mailfleet_provider::{ProviderError, TestFailed};
 use mailfleet_store::{StoreError, connection_tests};
 
 impl Worker {
@@ -31,7 +29,7 @@ impl Worker {
                 )));
             }
         };
-        let Ok(Credentials::Password { password }) =
+        let Ok(credentials) =
             Credentials::open_bound(&self.key, Binding::ConnectionTest, test_id, &sealed)
         else {
             return Ok(Some(ConnectionTestResult::failed(
@@ -40,52 +38,28 @@ impl Worker {
                 "the test's credentials do not open with this worker's key",
             )));
         };
-        let imap = ImapSettings {
-            allow_insecure_cert: settings.allow_insecure_cert,
-            connect_timeout: self.config.connect_timeout,
-            command_timeout: self.config.connect_timeout,
-            ..ImapSettings::new(
-                settings.imap.host.clone(),
-                settings.imap.port,
-                settings.imap.encryption,
-                settings.login(),
-                password.clone(),
-            )
+        let access = Worker::test_access(&settings, credentials);
+        let tested = match self.connector(Provider::Imap) {
+            Ok(c) => c.test(&access).await,
+            Err(error) => Err(TestFailed {
+                service: "imap",
+                error,
+            }),
         };
-        let folders = match mailfleet_imap::connect(&imap, &self.trust).await {
-            Ok(mut session) => {
-                let listed = session.list_folders().await;
-                Box::new(session).close().await;
-                match listed {
-                    Ok(f) => f,
-                    Err(e) => return Ok(Some(failure("imap", &e))),
-                }
-            }
-            Err(e) => return Ok(Some(failure("imap", &e))),
-        };
-        let smtp = SmtpSettings {
-            host: settings.smtp.host.clone(),
-            port: settings.smtp.port,
-            encryption: settings.smtp.encryption,
-            login: settings.login().to_owned(),
-            password,
-            allow_insecure_cert: settings.allow_insecure_cert,
-            timeout: self.config.connect_timeout,
-        };
-        if let Err(e) = smtp::check(&smtp, &self.trust).await {
-            return Ok(Some(failure("smtp", &e)));
-        }
-        Ok(Some(ConnectionTestResult::passed(
-            folders
-                .into_iter()
-                .map(|f| TestedFolder {
-                    name: f.name,
-                    delimiter: f.delimiter,
-                    selectable: f.selectable,
-                    role: f.role.map(|r| r.as_str().to_owned()),
-                })
-                .collect(),
-        )))
+        Ok(Some(match tested {
+            Ok(folders) => ConnectionTestResult::passed(
+                folders
+                    .into_iter()
+                    .map(|f| TestedFolder {
+                        name: f.name,
+                        delimiter: f.delimiter,
+                        selectable: f.selectable,
+                        role: f.role.map(|r| r.as_str().to_owned()),
+                    })
+                    .collect(),
+            ),
+            Err(TestFailed { service, error }) => failure(service, &error),
+        }))
     }
 }
 

@@ -3,6 +3,7 @@
 mod api;
 mod app;
 mod connection;
+mod credentials;
 mod fleet;
 mod folders;
 mod identity;
