@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mailfleet_provider::{
-    ChangeBatch, FetchLimits, FetchedMessage, FlagUpdate, FolderCursor, FolderRole,
-    IdentifiedMessage, MailSession, ProviderError, RemoteFolder, Removed, StoredCopies,
+    ActionOutcome, ChangeBatch, FetchLimits, FetchedMessage, FlagChange, FlagUpdate, FolderCursor,
+    FolderRole, IdentifiedMessage, MailSession, MoveItem, ProviderError, RemoteFolder, Removed,
+    StoredCopies,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -746,6 +747,27 @@ impl MailSession for ImapSession {
             .map_err(errors::command)?;
         self.drain_unsolicited();
         Ok(())
+    }
+
+    async fn set_flag(
+        &mut self,
+        _folder: &RemoteFolder,
+        _remote_ids: &[String],
+        _change: FlagChange,
+        _unchanged_since: Option<u64>,
+    ) -> Result<Vec<ActionOutcome>, ProviderError> {
+        Err(ProviderError::Permanent(
+            "IMAP flag changes: not yet".into(),
+        ))
+    }
+
+    async fn move_messages(
+        &mut self,
+        _folder: &RemoteFolder,
+        _target: &RemoteFolder,
+        _messages: &[MoveItem],
+    ) -> Result<Vec<ActionOutcome>, ProviderError> {
+        Err(ProviderError::Permanent("IMAP moves: not yet".into()))
     }
 
     async fn close(mut self: Box<Self>) {

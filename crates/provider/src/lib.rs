@@ -176,6 +176,59 @@ pub struct FetchLimits {
     pub max_bytes: usize,
 }
 
+/// A flag the CRM sets or clears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagChange {
+    /// Read (`\Seen`) or unread.
+    Seen(bool),
+    /// Flagged (`\Flagged`, Gmail's star, Graph's follow-up flag) or not.
+    Flagged(bool),
+}
+
+impl FlagChange {
+    /// The IMAP flag it is about (how flags are stored, whatever the provider).
+    pub fn flag(self) -> &'static str {
+        match self {
+            FlagChange::Seen(_) => "\\Seen",
+            FlagChange::Flagged(_) => "\\Flagged",
+        }
+    }
+
+    pub fn set(self) -> bool {
+        match self {
+            FlagChange::Seen(on) | FlagChange::Flagged(on) => on,
+        }
+    }
+}
+
+/// A message to move, as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveItem {
+    /// Its id in the source folder.
+    pub remote_id: String,
+    /// Its Message-ID (without angle brackets), to find it in the target after an
+    /// interruption.
+    pub message_id: Option<String>,
+    /// An earlier attempt may have moved (or copied) it already: look in the target first,
+    /// so that it is never moved or copied twice.
+    pub retry: bool,
+}
+
+/// What became of one message of an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionOutcome {
+    /// Applied.
+    Done,
+    /// Moved; its id in the target folder where the provider tells it (IMAP COPYUID, a found
+    /// copy; Gmail keeps the id; Graph answers the moved message).
+    Moved { remote_id: Option<String> },
+    /// Changed on the server since the CRM last saw it (IMAP `UNCHANGEDSINCE` answered
+    /// `MODIFIED`): not overwritten.
+    Conflict(String),
+    /// Not on the server (any more): nothing was done.
+    Gone,
+}
+
 /// An authenticated session with one account's mail service.
 #[async_trait]
 pub trait MailSession: Send {
@@ -214,6 +267,29 @@ pub trait MailSession: Send {
 
     /// Creates a folder (e.g. Sent, on a server that has none).
     async fn create_folder(&mut self, name: &str) -> Result<(), ProviderError>;
+
+    /// Sets or clears a flag on messages of `folder` (by remote id), one outcome per message
+    /// in the order given. `unchanged_since` is the folder's modification sequence when the
+    /// CRM last synced it: a message changed on the server after it is left alone and
+    /// reported as `Conflict` (IMAP CONDSTORE `UNCHANGEDSINCE`; ignored where the provider
+    /// has no such thing).
+    async fn set_flag(
+        &mut self,
+        folder: &RemoteFolder,
+        remote_ids: &[String],
+        change: FlagChange,
+        unchanged_since: Option<u64>,
+    ) -> Result<Vec<ActionOutcome>, ProviderError>;
+
+    /// Moves messages from `folder` to `target`, one outcome per message in the order given
+    /// (`Moved` with the id in `target` when known, or `Gone`). Never moves or copies a
+    /// message twice, even when called again after an interruption (`MoveItem::retry`).
+    async fn move_messages(
+        &mut self,
+        folder: &RemoteFolder,
+        target: &RemoteFolder,
+        messages: &[MoveItem],
+    ) -> Result<Vec<ActionOutcome>, ProviderError>;
 
     /// Ends the session politely (IMAP LOGOUT); errors are of no interest at that point.
     async fn close(self: Box<Self>);
