@@ -245,6 +245,7 @@ async fn page(
         thread_key: q.thread,
         after: q.cursor.as_deref().map(decode_cursor).transpose()?,
         limit: limit + 1,
+        id: None,
     };
     let mut conn = s.store.conn().await?;
     let mut messages = viewer::list_messages(&mut conn, viewer, &filter).await?;

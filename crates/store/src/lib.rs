@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod actions;
 pub mod connection_tests;
 pub mod contacts;
 pub mod deletion;

@@ -215,7 +215,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    mailbox_actions (id) {
+        id -> Int8,
+        requested_by -> Nullable<Int8>,
+        idempotency_key -> Text,
+        request_sha256 -> Bytea,
+        action -> Text,
+        folder -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    mailbox_action_items (action_id, message_id) {
+        action_id -> Int8,
+        message_id -> Int8,
+        account_id -> Int8,
+        position -> Int4,
+        state -> Text,
+        error -> Nullable<Text>,
+        source_folder_id -> Nullable<Int8>,
+        target_folder_id -> Nullable<Int8>,
+        attempted_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(accounts -> users (owner_user_id));
+diesel::joinable!(mailbox_action_items -> mailbox_actions (action_id));
 diesel::joinable!(account_access -> accounts (account_id));
 diesel::joinable!(account_access -> users (user_id));
 diesel::joinable!(folders -> accounts (account_id));
@@ -243,4 +272,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     system_settings,
     account_access,
     deleted_accounts,
+    mailbox_actions,
+    mailbox_action_items,
 );

@@ -20,6 +20,8 @@ pub struct Viewer {
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
     pub account_id: Option<i64>,
+    /// One message (`GET /v1/messages/{id}`).
+    pub id: Option<i64>,
     pub folder: Option<String>,
     pub contact_id: Option<i64>,
     pub thread_key: Option<String>,
@@ -59,8 +61,12 @@ pub struct MessageSummary {
     pub sent_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub received_at: Option<DateTime<Utc>>,
+    /// As the CRM shows them: with pending actions applied.
     #[diesel(sql_type = Array<Text>)]
     pub flags: Vec<String>,
+    /// A mailbox action on it is not confirmed by the server yet.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub pending: bool,
     #[diesel(sql_type = Nullable<Text>)]
     pub snippet: Option<String>,
     #[diesel(sql_type = Jsonb)]
@@ -116,19 +122,21 @@ pub async fn list_messages(
                           WHERE a.message_id = m.id AND a.field = 'to' ORDER BY a.position) AS to,
                     ARRAY(SELECT a.email FROM message_addresses a
                           WHERE a.message_id = m.id AND a.field = 'cc' ORDER BY a.position) AS cc,
-                    m.sent_at, m.received_at, m.flags, left(m.text_body, 200) AS snippet,
+                    m.sent_at, m.received_at, mailfleet_shown_flags(m.flags, m.id) AS flags,
+                    mailfleet_action_pending(m.id) AS pending, left(m.text_body, 200) AS snippet,
                     m.attachments, {SORT_AT} AS sort_at
              FROM messages m
              CROSS JOIN LATERAL (
-                 SELECT ARRAY(SELECT f.name FROM message_folders mf
-                              JOIN folders f ON f.id = mf.folder_id
-                              WHERE mf.message_id = m.id ORDER BY f.name) AS names) fs
+                 SELECT ARRAY(SELECT f.name FROM folders f
+                              WHERE f.id = ANY(mailfleet_shown_folders(m.id))
+                              ORDER BY f.name) AS names) fs
              WHERE ($1::bigint IS NULL OR m.account_id = $1)
                AND ($2::text IS NULL OR $2 = ANY(fs.names))
                AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM message_contacts mc
                                                   WHERE mc.message_id = m.id AND mc.contact_id = $3))
                AND ($4::text IS NULL OR m.thread_key = $4)
                AND ($5::timestamptz IS NULL OR ({SORT_AT}, m.id) < ($5, $6))
+               AND ($8::bigint IS NULL OR m.id = $8)
              ORDER BY {SORT_AT} DESC, m.id DESC
              LIMIT $7"
         ))
@@ -139,9 +147,68 @@ pub async fn list_messages(
         .bind::<Nullable<Timestamptz>, _>(after_at)
         .bind::<Nullable<BigInt>, _>(after_id)
         .bind::<BigInt, _>(filter.limit)
+        .bind::<Nullable<BigInt>, _>(filter.id)
         .load::<MessageSummary>(tx)
         .await?;
         Ok(rows)
+    })
+    .await
+}
+
+/// One message as `viewer` may see it; `None` when they may not (or it is gone).
+pub async fn get_message(
+    conn: &mut Conn,
+    viewer: Viewer,
+    id: i64,
+) -> Result<Option<MessageSummary>, StoreError> {
+    let filter = MessageFilter {
+        id: Some(id),
+        limit: 1,
+        ..MessageFilter::default()
+    };
+    Ok(list_messages(conn, viewer, &filter).await?.pop())
+}
+
+/// Of `ids`, the messages `viewer` may see in their own accounts (not through a contact's
+/// profile), with their account and the first folder (id) the CRM shows them in.
+pub async fn acted_on(
+    conn: &mut Conn,
+    viewer: i64,
+    ids: &[i64],
+) -> Result<Vec<(i64, i64, Option<i64>)>, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = BigInt)]
+        account_id: i64,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        folder_id: Option<i64>,
+    }
+    let conn: &mut AsyncPgConnection = conn;
+    let ids = ids.to_vec();
+    conn.transaction(async |tx| {
+        become_viewer(
+            tx,
+            Viewer {
+                user_id: viewer,
+                profile_contact: None,
+            },
+        )
+        .await?;
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT m.id, m.account_id,
+                    (SELECT f.id FROM folders f WHERE f.id = ANY(mailfleet_shown_folders(m.id))
+                     ORDER BY f.role = 'inbox' DESC, f.name LIMIT 1) AS folder_id
+             FROM messages m WHERE m.id = ANY($1)",
+        )
+        .bind::<Array<BigInt>, _>(&ids)
+        .load(tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.id, r.account_id, r.folder_id))
+            .collect())
     })
     .await
 }

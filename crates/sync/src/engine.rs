@@ -51,6 +51,8 @@ pub struct SyncReport {
     pub bytes_fetched: u64,
     pub contacts_created: usize,
     pub contact_links: usize,
+    /// Pending mailbox actions applied at the start of the sync.
+    pub actions: crate::actions::ActionsReport,
     /// Folders that failed with a permanent error, with the error; the others were synced.
     pub failed_folders: Vec<(String, String)>,
     /// The sync ran out of its time slice; what it did is committed, a follow-up continues.
@@ -133,6 +135,11 @@ pub async fn sync_account(
         let mut conn = store.conn().await?;
         stored = folders::list(&mut conn, account.id).await?;
     }
+
+    // What the CRM's users did since the last sync reaches the server before anything is
+    // fetched (a sync never flips a pending change back: the store keeps the server's state).
+    report.actions =
+        crate::actions::apply_pending(store, session, account, &remote, &stored, fence).await?;
 
     // INBOX first: users judge a sync by their newest mail.
     stored.sort_by_key(|f| (f.role.as_deref() != Some("inbox"), f.name.clone()));

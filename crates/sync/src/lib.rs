@@ -2,6 +2,7 @@
 //! writes it to the store batch by batch, each batch committed together with the folder's
 //! cursor. Contacts are linked in the same transaction.
 
+pub mod actions;
 mod cursor;
 mod engine;
 pub mod parse;
