@@ -28,6 +28,10 @@ pub struct ImapSettings {
     /// fallback).
     pub use_condstore: bool,
     pub use_qresync: bool,
+    /// Use MOVE / UIDPLUS when the server offers them (tests turn them off to prove the
+    /// COPY + `\Deleted` + expunge fallback).
+    pub use_move: bool,
+    pub use_uidplus: bool,
 }
 
 impl ImapSettings {
@@ -50,6 +54,8 @@ impl ImapSettings {
             command_timeout: Duration::from_secs(300),
             use_condstore: true,
             use_qresync: true,
+            use_move: true,
+            use_uidplus: true,
         }
     }
 }
@@ -125,6 +131,8 @@ pub async fn connect(
         .is_ok_and(|r| r.is_ok());
     }
     let objectid = caps.has_str("OBJECTID");
+    let move_ = s.use_move && caps.has_str("MOVE");
+    let uidplus = s.use_uidplus && caps.has_str("UIDPLUS");
     Ok(ImapSession::new(
         session,
         s.command_timeout,
@@ -132,6 +140,8 @@ pub async fn connect(
             condstore,
             qresync,
             objectid,
+            move_,
+            uidplus,
         },
         received,
     ))

@@ -60,6 +60,29 @@ pub fn command(e: async_imap::error::Error) -> ProviderError {
     }
 }
 
+/// A tagged NO or BAD to a raw command (`text`: the response text, with any response code
+/// imap-proto did not parse). RFC 5530's `[UNAVAILABLE]` and `[INUSE]` are the server's
+/// passing trouble and retried; any other NO (`[TRYCREATE]`, `[OVERQUOTA]`, no such message
+/// set, …) will not change by retrying; BAD is a command the server does not understand.
+pub fn refused(what: &str, bad: bool, text: &str) -> ProviderError {
+    let upper = text.trim_start().to_ascii_uppercase();
+    if bad {
+        ProviderError::Protocol(format!("{what}: server said BAD: {text}"))
+    } else if upper.starts_with("[UNAVAILABLE]") || upper.starts_with("[INUSE]") {
+        ProviderError::Disconnected(format!("{what}: server unavailable: {text}"))
+    } else {
+        ProviderError::Permanent(format!("{what}: server said NO: {text}"))
+    }
+}
+
+/// An I/O error while reading a command's responses.
+pub fn read(what: &str, e: io::Error) -> ProviderError {
+    match e.kind() {
+        io::ErrorKind::TimedOut => ProviderError::Timeout(format!("{what}: {e}")),
+        _ => ProviderError::Disconnected(format!("reading the {what} response: {e}")),
+    }
+}
+
 pub fn timeout(what: &str) -> ProviderError {
     ProviderError::Timeout(what.to_string())
 }

@@ -1,5 +1,5 @@
-//! EXAMINE with the RFC 7162 parameters, by raw command: async-imap has no QRESYNC API, and
-//! its `examine` can't pass `(CONDSTORE)`. The untagged responses are read here, so nothing
+//! EXAMINE (and SELECT) with the RFC 7162 parameters, by raw command: async-imap has no
+//! QRESYNC API, and its `examine` can't pass `(CONDSTORE)`. The untagged responses are read here, so nothing
 //! lands in the unsolicited channel.
 
 use crate::errors;
@@ -49,6 +49,25 @@ pub async fn examine(
     name: &str,
     mode: Mode,
 ) -> Result<Examined, ProviderError> {
+    open(session, "EXAMINE", name, mode).await
+}
+
+/// SELECT: the same answer, with the folder opened read-write (STORE, MOVE, EXPUNGE). A later
+/// EXAMINE or SELECT closes it without expunging anything (RFC 3501 §6.3.1).
+pub async fn select(
+    session: &mut async_imap::Session<ImapStream>,
+    name: &str,
+    mode: Mode,
+) -> Result<Examined, ProviderError> {
+    open(session, "SELECT", name, mode).await
+}
+
+async fn open(
+    session: &mut async_imap::Session<ImapStream>,
+    verb: &str,
+    name: &str,
+    mode: Mode,
+) -> Result<Examined, ProviderError> {
     let params = match mode {
         Mode::Plain => String::new(),
         Mode::Condstore => " (CONDSTORE)".into(),
@@ -58,18 +77,18 @@ pub async fn examine(
         } => format!(" (QRESYNC ({uidvalidity} {modseq}))"),
     };
     let tag = session
-        .run_command(format!("EXAMINE {}{params}", quote(name)?))
+        .run_command(format!("{verb} {}{params}", quote(name)?))
         .await
         .map_err(errors::command)?;
     let mut out = Examined::default();
     loop {
         let Some(resp) = session.read_response().await.map_err(|e| {
-            ProviderError::Disconnected(format!("reading the EXAMINE response: {e}"))
+            ProviderError::Disconnected(format!("reading the {verb} response: {e}"))
         })?
         else {
-            return Err(ProviderError::Disconnected(
-                "connection closed during EXAMINE".into(),
-            ));
+            return Err(ProviderError::Disconnected(format!(
+                "connection closed during {verb}"
+            )));
         };
         match resp.parsed() {
             Response::Done {

@@ -1,6 +1,7 @@
 //! The IMAP provider: async-imap over TCP, STARTTLS or implicit TLS (rustls, verified unless
 //! the account allows a non-secure certificate).
 
+mod actions;
 mod connect;
 mod connector;
 mod errors;

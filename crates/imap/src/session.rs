@@ -25,10 +25,14 @@ pub struct Extensions {
     pub qresync: bool,
     /// RFC 8474: folders have stable ids, so a rename can be told from delete + create.
     pub objectid: bool,
+    /// RFC 6851 `UID MOVE`; without it a move is COPY + `\Deleted` + expunge.
+    pub move_: bool,
+    /// RFC 4315: COPYUID answers and `UID EXPUNGE` of exactly the given messages.
+    pub uidplus: bool,
 }
 
 /// The folder being synced and the UIDs still to fetch from it.
-struct Open {
+pub(crate) struct Open {
     name: String,
     uidvalidity: u32,
     uidnext: u32,
@@ -43,13 +47,14 @@ struct Open {
 }
 
 pub struct ImapSession {
-    session: async_imap::Session<ImapStream>,
+    pub(crate) session: async_imap::Session<ImapStream>,
     /// Wire names (modified UTF-7) of the folders the last LIST gave, by decoded name.
     wire_names: HashMap<String, String>,
-    command_timeout: Duration,
-    extensions: Extensions,
+    pub(crate) command_timeout: Duration,
+    pub(crate) extensions: Extensions,
     received: Arc<AtomicU64>,
-    open: Option<Open>,
+    /// The folder being synced; whatever opens another folder resets it.
+    pub(crate) open: Option<Open>,
 }
 
 impl ImapSession {
@@ -80,19 +85,19 @@ impl ImapSession {
 
     /// Untagged responses that arrive outside a command pile up in a bounded channel; drain
     /// them so the connection never stalls on a full channel.
-    fn drain_unsolicited(&mut self) {
+    pub(crate) fn drain_unsolicited(&mut self) {
         while self.session.unsolicited_responses.try_recv().is_ok() {}
     }
 
     /// The name to send for a folder: as the server listed it, else encoded.
-    fn wire(&self, name: &str) -> String {
+    pub(crate) fn wire(&self, name: &str) -> String {
         self.wire_names
             .get(name)
             .cloned()
             .unwrap_or_else(|| mailbox_name::encode(name))
     }
 
-    async fn examine(
+    pub(crate) async fn examine(
         &mut self,
         name: &str,
         mode: Mode,
@@ -402,6 +407,16 @@ impl ImapSession {
     }
 }
 
+/// Whether a Message-ID (without angle brackets) can be searched for as `"<id>"`. It is a
+/// dot-atom between brackets: nothing to quote. Anything that would need quoting is refused
+/// rather than built into a search.
+pub(crate) fn searchable(message_id: &str) -> bool {
+    !message_id.is_empty()
+        && !message_id
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '\\' | '<' | '>'))
+}
+
 /// The Message-ID (without angle brackets) in a `HEADER.FIELDS (MESSAGE-ID)` section.
 fn message_id_of(header: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(header);
@@ -417,7 +432,7 @@ fn message_id_of(header: &[u8]) -> Option<String> {
     (!id.is_empty()).then(|| id.to_owned())
 }
 
-fn remote_id(uidvalidity: u32, uid: u32) -> String {
+pub(crate) fn remote_id(uidvalidity: u32, uid: u32) -> String {
     format!("{uidvalidity}:{uid}")
 }
 
@@ -705,13 +720,7 @@ impl MailSession for ImapSession {
         folder: &str,
         message_id: &str,
     ) -> Result<Option<String>, ProviderError> {
-        // A Message-ID is a dot-atom between brackets: nothing to quote. Refuse anything that
-        // would need it rather than build a search from it.
-        if message_id.is_empty()
-            || message_id
-                .chars()
-                .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '\\' | '<' | '>'))
-        {
+        if !searchable(message_id) {
             return Err(ProviderError::Permanent(format!(
                 "not a searchable Message-ID: {message_id:?}"
             )));
@@ -749,25 +758,26 @@ impl MailSession for ImapSession {
         Ok(())
     }
 
+    #[tracing::instrument(name = "imap.set_flag", skip_all, fields(folder = %folder.name, messages = remote_ids.len()))]
     async fn set_flag(
         &mut self,
-        _folder: &RemoteFolder,
-        _remote_ids: &[String],
-        _change: FlagChange,
-        _unchanged_since: Option<u64>,
+        folder: &RemoteFolder,
+        remote_ids: &[String],
+        change: FlagChange,
+        unchanged_since: Option<u64>,
     ) -> Result<Vec<ActionOutcome>, ProviderError> {
-        Err(ProviderError::Permanent(
-            "IMAP flag changes: not yet".into(),
-        ))
+        self.apply_flag(folder, remote_ids, change, unchanged_since)
+            .await
     }
 
+    #[tracing::instrument(name = "imap.move_messages", skip_all, fields(folder = %folder.name, target = %target.name, messages = messages.len()))]
     async fn move_messages(
         &mut self,
-        _folder: &RemoteFolder,
-        _target: &RemoteFolder,
-        _messages: &[MoveItem],
+        folder: &RemoteFolder,
+        target: &RemoteFolder,
+        messages: &[MoveItem],
     ) -> Result<Vec<ActionOutcome>, ProviderError> {
-        Err(ProviderError::Permanent("IMAP moves: not yet".into()))
+        self.apply_move(folder, target, messages).await
     }
 
     async fn close(mut self: Box<Self>) {

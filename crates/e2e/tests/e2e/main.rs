@@ -1,5 +1,6 @@
 //! One test binary (linking is the slow part on two cores); one module per area.
 
+mod actions;
 mod api;
 mod app;
 mod connection;
