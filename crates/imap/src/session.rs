@@ -520,6 +520,16 @@ fn flag_name(flag: &Flag<'_>) -> String {
     }
 }
 
+/// The name without the personal namespace's `INBOX.` prefix (Courier, Cyrus without
+/// altnamespace): `INBOX.Trash` is Trash by name, as `Trash` is elsewhere.
+fn namespace_relative(name: &str, delimiter: Option<&str>) -> String {
+    delimiter
+        .and_then(|d| name.strip_prefix("INBOX")?.strip_prefix(d))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(name)
+        .to_owned()
+}
+
 fn role_of(name: &str, attributes: &[NameAttribute<'_>]) -> Option<FolderRole> {
     for a in attributes {
         let role = match a {
@@ -569,7 +579,7 @@ impl MailSession for ImapSession {
             let name = mailbox_name::from_wire(n.name());
             self.wire_names.insert(name.clone(), n.name().to_owned());
             folders.push(RemoteFolder {
-                role: role_of(&name, n.attributes()),
+                role: role_of(&namespace_relative(&name, n.delimiter()), n.attributes()),
                 name,
                 remote_id: None,
                 delimiter: n.delimiter().map(str::to_owned),
@@ -845,5 +855,16 @@ mod tests {
         assert_eq!(role_of("Spam", &[]), Some(FolderRole::Junk));
         assert_eq!(role_of("Deleted Items", &[]), Some(FolderRole::Trash));
         assert_eq!(role_of("Projects", &[]), None);
+        // Courier lists its folders under the INBOX. namespace.
+        assert_eq!(
+            role_of(&namespace_relative("INBOX.Trash", Some(".")), &[]),
+            Some(FolderRole::Trash)
+        );
+        assert_eq!(namespace_relative("INBOX", Some(".")), "INBOX");
+        assert_eq!(namespace_relative("Projects/Sent", Some("/")), "Projects/Sent");
+        assert_eq!(
+            role_of(&namespace_relative("Projects/Sent", Some("/")), &[]),
+            None
+        );
     }
 }
