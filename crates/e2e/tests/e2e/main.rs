@@ -3,6 +3,7 @@
 mod api;
 mod app;
 mod connection;
+mod errors;
 mod fleet;
 mod folders;
 mod incremental;
