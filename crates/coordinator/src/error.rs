@@ -17,7 +17,12 @@ pub struct ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Error)]
 pub struct Body<'a> {
+    /// Stable, for programs (docs/api.md lists them): `invalid_path`, `invalid_query`,
+    /// `invalid_request`, `unauthorized`, `acting_user_required`, `unknown_user`, `forbidden`,
+    /// `not_found`, `method_not_allowed`, `conflict`, `too_large`, `unavailable`, `timeout`,
+    /// `internal`, and each operation's own.
     code: &'a str,
+    /// For people; its wording may change.
     message: &'a str,
 }
 

@@ -6,6 +6,9 @@ use crate::app::{App, TOKEN};
 use mailfleet_coordinator::ACTING_USER_HEADER;
 use serde_json::{Value, json};
 
+/// A request and the error it must get: method, path, body, (status, code).
+type Case<'a> = (&'a str, &'a str, Option<&'a str>, (u16, &'a str));
+
 /// A raw request: the body is sent as given, with `Content-Type: application/json`.
 async fn raw(
     app: &App,
@@ -65,7 +68,7 @@ fn assert_error(
 async fn malformed_paths_queries_and_bodies_answer_the_json_error() {
     let app = App::start().await;
     let user = Some(app.acting().unwrap());
-    let cases: [(&str, &str, Option<&str>, (u16, &str)); 12] = [
+    let cases: [Case; 12] = [
         // The issue's examples.
         (
             "DELETE",
@@ -154,6 +157,13 @@ async fn malformed_paths_queries_and_bodies_answer_the_json_error() {
         (404, Some("not_found")),
         "{body}"
     );
+    // Over the size limit (2 MB but for sending): refused before it is read, still JSON.
+    let big = format!(
+        r#"{{"email": "a@b.test", "name": "{}"}}"#,
+        "x".repeat(3 << 20)
+    );
+    let answer = raw(&app, "POST", "/v1/users", None, Some(&big)).await;
+    assert_error("a body over the limit", &answer, (413, "too_large"));
     // Wrong-typed bodies, each field (the message names it).
     let (_, _, body, _) = raw(&app, "POST", "/v1/users", None, Some(r#"{"email": 7}"#)).await;
     assert!(
