@@ -1,13 +1,13 @@
 use crate::acting::{ActingUser, Need, forbidden};
 use crate::auth::require_token;
 use crate::error::ApiError;
+use crate::extract::{JsonBody, Path};
 use crate::people;
 use crate::scheduler::Scheduler;
 use crate::sending;
 use crate::views::{AccountView, UserView};
 use axum::extract::DefaultBodyLimit;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router, middleware};
@@ -90,6 +90,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
+        // Both after every route: the 405 fallback is set on the routes that exist.
+        .method_not_allowed_fallback(crate::extract::method_not_allowed)
+        .fallback(crate::extract::not_found)
         .with_state(state)
 }
 
@@ -171,6 +174,7 @@ async fn readyz(State(s): State<ApiState>) -> Result<&'static str, ApiError> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUser {
+    #[schema(value_type = EmailAddress)]
     email: String,
     name: Option<String>,
     #[serde(default)]
@@ -180,9 +184,9 @@ struct CreateUser {
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = CreateUser, responses((status = 201, body = UserView), (status = 409, description = "a user with that e-mail exists", body = crate::error::Body), (status = 422, description = "invalid input", body = crate::error::Body)))]
 async fn create_user(
     State(s): State<ApiState>,
-    body: Result<Json<CreateUser>, JsonRejection>,
+    body: Result<JsonBody<CreateUser>, ApiError>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    let Json(req) = body?;
+    let JsonBody(req) = body?;
     let email =
         EmailAddress::parse(&req.email).map_err(|e| ApiError::invalid(format!("email: {e}")))?;
     let mut conn = s.store.conn().await?;
@@ -201,27 +205,41 @@ async fn create_user(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateAccount {
+    /// Only `imap` is supported yet (else 422 `unsupported_provider`).
+    #[schema(value_type = crate::openapi::SupportedProvider)]
     provider: Provider,
     kind: AccountKind,
+    /// A personal account's owner is the acting user (the default); a shared one's is optional.
+    #[schema(minimum = 1)]
     owner_user_id: Option<i64>,
+    #[schema(value_type = EmailAddress)]
     email: String,
+    /// The login name when it is not the address (Exchange).
     username: Option<String>,
-    #[schema(value_type = Option<String>, format = Password)]
+    // Optional here for the OAuth providers to come; an IMAP account needs all three.
+    #[schema(value_type = String, format = Password, min_length = 1)]
     password: Option<Secret<String>>,
+    #[serde(default, deserialize_with = "crate::extract::object_or_null")]
+    #[schema(value_type = ServerEndpoint)]
     imap: Option<ServerEndpoint>,
+    #[serde(default, deserialize_with = "crate::extract::object_or_null")]
+    #[schema(value_type = ServerEndpoint)]
     smtp: Option<ServerEndpoint>,
     #[serde(default)]
     allow_insecure_cert: bool,
     sync_from: SyncWindow,
     #[serde(default)]
     create_contacts: bool,
+    /// The folders synced; without it, every selectable folder but Trash, Junk and Drafts.
+    #[schema(value_type = Option<Vec<crate::openapi::FolderName>>)]
     active_folders: Option<Vec<String>>,
 }
 
 fn check_endpoint(what: &str, e: &ServerEndpoint) -> Result<(), ApiError> {
-    if e.host.trim().is_empty() || e.host.chars().any(char::is_whitespace) {
+    if !ServerEndpoint::host_is_valid(&e.host) {
         return Err(ApiError::invalid(format!(
-            "{what}.host must be a host name or address"
+            "{what}.host must be a host name or address (letters, digits, `.`, `-`, `_`, `:`, `[`, `]`; at most {} characters)",
+            ServerEndpoint::MAX_HOST
         )));
     }
     if e.port == 0 {
@@ -236,9 +254,9 @@ fn check_endpoint(what: &str, e: &ServerEndpoint) -> Result<(), ApiError> {
 async fn create_account(
     State(s): State<ApiState>,
     user: ActingUser,
-    body: Result<Json<CreateAccount>, JsonRejection>,
+    body: Result<JsonBody<CreateAccount>, ApiError>,
 ) -> Result<(StatusCode, Json<AccountView>), ApiError> {
-    let Json(mut req) = body?;
+    let JsonBody(mut req) = body?;
     // A personal account is connected by its owner; a shared one by an administrator.
     match req.kind {
         AccountKind::Personal => match req.owner_user_id {
@@ -278,7 +296,7 @@ async fn create_account(
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty());
     let active_folders: Vec<String> = req.active_folders.unwrap_or_default();
-    if active_folders.iter().any(|f| f.trim().is_empty()) {
+    if active_folders.iter().any(|f| crate::openapi::is_blank(f)) {
         return Err(ApiError::invalid(
             "active_folders must not contain empty names",
         ));
@@ -402,7 +420,7 @@ async fn account_view(s: &ApiState, id: i64) -> Result<AccountView, ApiError> {
     Ok(AccountView::new(account, fs, &counts))
 }
 
-#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path)), responses((status = 200, body = AccountView), (status = 404, description = "no such account, or not one the user may read", body = crate::error::Body)))]
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path, minimum = 1)), responses((status = 200, body = AccountView), (status = 404, description = "no such account, or not one the user may read", body = crate::error::Body)))]
 async fn get_account(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -430,7 +448,7 @@ async fn list_accounts(
     Ok(Json(out))
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{id}/sync", tag = "accounts", params(("id" = i64, Path)), responses((status = 202, body = SyncQueued), (status = 404, description = "not found", body = crate::error::Body), (status = 409, description = "account_disabled", body = crate::error::Body)))]
+#[utoipa::path(post, path = "/v1/accounts/{id}/sync", tag = "accounts", params(("id" = i64, Path, minimum = 1)), responses((status = 202, body = SyncQueued), (status = 404, description = "not found", body = crate::error::Body), (status = 409, description = "account_disabled", body = crate::error::Body)))]
 async fn sync_account_now(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -479,14 +497,14 @@ struct UpdateAccount {
     sync_from: Option<SyncWindow>,
 }
 
-#[utoipa::path(patch, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path)), request_body = UpdateAccount, responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "sync_window_fixed or invalid input", body = crate::error::Body)))]
+#[utoipa::path(patch, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path, minimum = 1)), request_body = UpdateAccount, responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "sync_window_fixed or invalid input", body = crate::error::Body)))]
 async fn update_account(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,
-    body: Result<Json<UpdateAccount>, JsonRejection>,
+    body: Result<JsonBody<UpdateAccount>, ApiError>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let Json(req) = body?;
+    let JsonBody(req) = body?;
     let account = user.account(&s, id, Need::Manage).await?;
     let mut conn = s.store.conn().await?;
     if let Some(window) = req.sync_from
@@ -517,14 +535,14 @@ struct ActiveFolders {
 
 /// Chooses the synced folders. Folders no longer active lose their stored messages; newly
 /// active ones are synced at once.
-#[utoipa::path(put, path = "/v1/accounts/{id}/folders", tag = "accounts", params(("id" = i64, Path)), request_body = ActiveFolders, responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "unknown folder", body = crate::error::Body)))]
+#[utoipa::path(put, path = "/v1/accounts/{id}/folders", tag = "accounts", params(("id" = i64, Path, minimum = 1)), request_body = ActiveFolders, responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "unknown folder", body = crate::error::Body)))]
 async fn set_active_folders(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,
-    body: Result<Json<ActiveFolders>, JsonRejection>,
+    body: Result<JsonBody<ActiveFolders>, ApiError>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let Json(req) = body?;
+    let JsonBody(req) = body?;
     user.account(&s, id, Need::Manage).await?;
     let mut conn = s.store.conn().await?;
     folders::set_active(&mut conn, id, &req.active).await?;
@@ -538,13 +556,19 @@ async fn set_active_folders(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConnectionTestRequest {
+    /// Only `imap` is supported yet (else 422 `unsupported_provider`).
     #[serde(default = "imap_provider")]
+    #[schema(value_type = crate::openapi::SupportedProvider)]
     provider: Provider,
+    #[schema(value_type = EmailAddress)]
     email: String,
+    /// The login name when it is not the address (Exchange).
     username: Option<String>,
-    #[schema(value_type = Option<String>, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 1)]
     password: Option<Secret<String>>,
+    #[serde(deserialize_with = "crate::extract::object")]
     imap: ServerEndpoint,
+    #[serde(deserialize_with = "crate::extract::object")]
     smtp: ServerEndpoint,
     #[serde(default)]
     allow_insecure_cert: bool,
@@ -560,9 +584,9 @@ fn imap_provider() -> Provider {
 async fn connection_test(
     State(s): State<ApiState>,
     _user: ActingUser,
-    body: Result<Json<ConnectionTestRequest>, JsonRejection>,
+    body: Result<JsonBody<ConnectionTestRequest>, ApiError>,
 ) -> Result<Json<ConnectionTestResult>, ApiError> {
-    let Json(req) = body?;
+    let JsonBody(req) = body?;
     if req.provider != Provider::Imap {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -646,14 +670,15 @@ struct ReconnectRequest {
 /// Re-enables an account after a connection test with its settings (and a new password, if
 /// given) passes. A failed test answers with the test's error code; the account stays as it
 /// was.
-#[utoipa::path(post, path = "/v1/accounts/{id}/reconnect", tag = "accounts", params(("id" = i64, Path)), request_body(content = Option<ReconnectRequest>), responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "the connection test failed (its code)", body = crate::error::Body)))]
+#[utoipa::path(post, path = "/v1/accounts/{id}/reconnect", tag = "accounts", params(("id" = i64, Path, minimum = 1)), request_body(content = Option<ReconnectRequest>), responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "the connection test failed (its code)", body = crate::error::Body), (status = 503, description = "RabbitMQ unavailable", body = crate::error::Body), (status = 504, description = "no worker answered in time", body = crate::error::Body)))]
 async fn reconnect_account(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,
-    body: Option<Json<ReconnectRequest>>,
+    body: Option<JsonBody<Option<ReconnectRequest>>>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let req = body.map(|Json(r)| r).unwrap_or_default();
+    // No body, `null` and `{}` all mean: the stored password.
+    let req = body.and_then(|JsonBody(r)| r).unwrap_or_default();
     let account = user.account(&s, id, Need::Manage).await?;
     let endpoint = |host: &Option<String>, port: Option<i32>, enc: &Option<String>| {
         Some(ServerEndpoint {

@@ -15,6 +15,13 @@ pub struct Party {
 }
 
 impl Party {
+    fn address(&self) -> Result<lettre::Address, ComposeError> {
+        self.email
+            .as_str()
+            .parse()
+            .map_err(|e| ComposeError(format!("address {}: {e}", self.email)))
+    }
+
     fn mailbox(&self) -> Result<Mailbox, ComposeError> {
         let address = self
             .email
@@ -95,7 +102,16 @@ fn escape_html(s: &str) -> String {
 
 /// The message as it goes on the wire. Bcc recipients are in the envelope, not the header.
 pub fn compose(d: &Draft) -> Result<Vec<u8>, ComposeError> {
+    // Given, not derived from the headers: a message to Bcc recipients only has no To or Cc
+    // to derive it from. (The SMTP envelope itself is stored with the message.)
+    let recipients = d.to.iter().chain(&d.cc).chain(&d.bcc);
+    let envelope = lettre::address::Envelope::new(
+        Some(d.from.address()?),
+        recipients.map(Party::address).collect::<Result<_, _>>()?,
+    )
+    .map_err(|e| ComposeError(e.to_string()))?;
     let mut b = lettre::Message::builder()
+        .envelope(envelope)
         .from(d.from.mailbox()?)
         .subject(d.subject.clone())
         .message_id(Some(format!("<{}>", d.message_id)))
@@ -213,6 +229,41 @@ mod tests {
             html.ends_with("Ann<br>\nSales</div></body></html>"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn a_message_to_bcc_recipients_only_composes() {
+        let mut d = draft();
+        d.to.clear();
+        let raw = String::from_utf8(compose(&d).unwrap()).unwrap();
+        assert!(!raw.to_ascii_lowercase().contains("hidden@example.test"));
+        assert!(!raw.contains("\r\nTo:"), "{raw}");
+    }
+
+    #[test]
+    fn every_type_the_api_takes_is_one_lettre_takes() {
+        for t in [
+            "application/pdf",
+            "text/plain; charset=utf-8",
+            "text/plain;charset=utf-8;format=flowed",
+            "application/vnd.ms-excel.sheet.macroEnabled.12",
+            "A/B",
+            "x!#$&^_.+-/y!#$&^_.+-; a!#$&^_.+-=b!#$&^_.+-",
+        ] {
+            assert!(crate::sending::is_media_type(t), "{t}");
+            assert!(ContentType::parse(t).is_ok(), "{t}");
+        }
+        for t in [
+            "",
+            "text",
+            "text/",
+            "/plain",
+            "text/plain;",
+            "text/plain; a",
+            "a b/c",
+        ] {
+            assert!(!crate::sending::is_media_type(t), "{t}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod compose;
 mod error;
+mod extract;
 mod openapi;
 mod people;
 mod scheduler;

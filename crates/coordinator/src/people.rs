@@ -5,10 +5,10 @@
 use crate::acting::{ActingUser, Need, forbidden};
 use crate::api::ApiState;
 use crate::error::ApiError;
+use crate::extract::{JsonBody, Path, Query};
 use crate::views::MessageView;
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -27,7 +27,7 @@ pub(crate) struct DeletedView {
 
 /// `DELETE /v1/users/{id}` (administrators): the user, their personal accounts and all of
 /// those accounts' mail and outgoing messages. Shared accounts and contacts stay.
-#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", params(("id" = i64, Path)), responses((status = 200, body = DeletedView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 404, description = "no such user", body = crate::error::Body)))]
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", params(("id" = i64, Path, minimum = 1)), responses((status = 200, body = DeletedView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 404, description = "no such user", body = crate::error::Body)))]
 pub(crate) async fn delete_user(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -49,7 +49,7 @@ pub(crate) async fn delete_user(
 }
 
 /// `DELETE /v1/accounts/{id}`: its owner (personal) or an administrator (shared).
-#[utoipa::path(delete, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path)), responses((status = 200, body = DeletedView), (status = 403, description = "not the user's to delete", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body)))]
+#[utoipa::path(delete, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path, minimum = 1)), responses((status = 200, body = DeletedView), (status = 403, description = "not the user's to delete", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body)))]
 pub(crate) async fn delete_account(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -66,7 +66,7 @@ pub(crate) async fn delete_account(
 }
 
 /// `POST /v1/accounts/{id}/primary`: one of the user's own (personal) accounts.
-#[utoipa::path(post, path = "/v1/accounts/{id}/primary", tag = "accounts", params(("id" = i64, Path)), responses((status = 200, body = PrimaryView), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "not_personal", body = crate::error::Body)))]
+#[utoipa::path(post, path = "/v1/accounts/{id}/primary", tag = "accounts", params(("id" = i64, Path, minimum = 1)), responses((status = 200, body = PrimaryView), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "not_personal", body = crate::error::Body)))]
 pub(crate) async fn set_primary(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -113,7 +113,7 @@ pub(crate) struct AccessView {
     user_ids: Vec<i64>,
 }
 
-#[utoipa::path(get, path = "/v1/accounts/{id}/access", tag = "accounts", params(("id" = i64, Path)), responses((status = 200, body = AccessView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 422, description = "not_shared", body = crate::error::Body)))]
+#[utoipa::path(get, path = "/v1/accounts/{id}/access", tag = "accounts", params(("id" = i64, Path, minimum = 1)), responses((status = 200, body = AccessView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 404, description = "no such account", body = crate::error::Body), (status = 422, description = "not_shared", body = crate::error::Body)))]
 pub(crate) async fn list_access(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -130,19 +130,20 @@ pub(crate) async fn list_access(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GrantRequest {
+    #[schema(minimum = 1)]
     user_id: i64,
 }
 
 /// `POST /v1/accounts/{id}/access` (administrators): lets a user read and send from a
 /// shared inbox.
-#[utoipa::path(post, path = "/v1/accounts/{id}/access", tag = "accounts", params(("id" = i64, Path)), request_body = GrantRequest, responses((status = 200, body = AccessView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 422, description = "not_shared or no such user", body = crate::error::Body)))]
+#[utoipa::path(post, path = "/v1/accounts/{id}/access", tag = "accounts", params(("id" = i64, Path, minimum = 1)), request_body = GrantRequest, responses((status = 200, body = AccessView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 404, description = "no such account", body = crate::error::Body), (status = 422, description = "not_shared or no such user", body = crate::error::Body)))]
 pub(crate) async fn grant_access(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,
-    body: Result<Json<GrantRequest>, JsonRejection>,
+    body: Result<JsonBody<GrantRequest>, ApiError>,
 ) -> Result<Json<AccessView>, ApiError> {
-    let Json(req) = body?;
+    let JsonBody(req) = body?;
     shared_for_admin(&s, &user, id).await?;
     let mut conn = s.store.conn().await?;
     users::get(&mut conn, req.user_id)
@@ -160,7 +161,7 @@ pub(crate) async fn grant_access(
     }))
 }
 
-#[utoipa::path(delete, path = "/v1/accounts/{id}/access/{user_id}", tag = "accounts", params(("id" = i64, Path), ("user_id" = i64, Path)), responses((status = 200, body = AccessView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 404, description = "no such grant", body = crate::error::Body)))]
+#[utoipa::path(delete, path = "/v1/accounts/{id}/access/{user_id}", tag = "accounts", params(("id" = i64, Path, minimum = 1), ("user_id" = i64, Path, minimum = 1)), responses((status = 200, body = AccessView), (status = 403, description = "administrators only", body = crate::error::Body), (status = 404, description = "no such account or grant", body = crate::error::Body), (status = 422, description = "not_shared", body = crate::error::Body)))]
 pub(crate) async fn revoke_access(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -186,16 +187,19 @@ pub(crate) async fn revoke_access(
 #[serde(deny_unknown_fields)]
 pub(crate) struct MessagesQuery {
     /// Only this account's messages.
+    #[param(minimum = 1)]
     account_id: Option<i64>,
     /// Only this folder's (by name).
     folder: Option<String>,
     /// Only messages linked to this contact.
+    #[param(minimum = 1)]
     contact_id: Option<i64>,
     /// Only this thread (a message's `thread_key`).
     thread: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (one this API did not give is 400 `invalid_query`).
     cursor: Option<String>,
-    /// 1 to 200; 50 when not given.
+    /// Messages on a page.
+    #[param(minimum = 1, maximum = 200, default = 50)]
     limit: Option<i64>,
 }
 
@@ -217,7 +221,7 @@ fn encode_cursor(m: &MessageSummary) -> String {
 }
 
 fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, i64), ApiError> {
-    let bad = || ApiError::invalid("cursor is not one this API gave out");
+    let bad = || ApiError::invalid_query("cursor is not one this API gave out");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(c)
         .map_err(|_| bad())?;
@@ -234,7 +238,7 @@ async fn page(
 ) -> Result<Json<MessagePage>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
+        return Err(ApiError::invalid_query(format!(
             "limit must be between 1 and {MAX_PAGE}"
         )));
     }
@@ -263,13 +267,12 @@ async fn page(
 
 /// `GET /v1/messages`: the acting user's own mail and the shared inboxes they reach,
 /// filtered by account, folder, contact or thread, newest first.
-#[utoipa::path(get, path = "/v1/messages", tag = "messages", params(MessagesQuery), responses((status = 200, body = MessagePage), (status = 422, description = "bad filter or cursor", body = crate::error::Body)))]
+#[utoipa::path(get, path = "/v1/messages", tag = "messages", params(MessagesQuery), responses((status = 200, body = MessagePage)))]
 pub(crate) async fn list_messages(
     State(s): State<ApiState>,
     user: ActingUser,
-    q: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<MessagesQuery>,
 ) -> Result<Json<MessagePage>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
     page(
         &s,
         Viewer {
@@ -283,14 +286,13 @@ pub(crate) async fn list_messages(
 
 /// `GET /v1/contacts/{id}/messages`: on a contact's profile, every message linked to the
 /// contact — from anyone's account — besides what the user sees anyway.
-#[utoipa::path(get, path = "/v1/contacts/{id}/messages", tag = "messages", params(("id" = i64, Path), MessagesQuery), responses((status = 200, body = MessagePage), (status = 404, description = "no such contact", body = crate::error::Body), (status = 422, description = "bad filter or cursor", body = crate::error::Body)))]
+#[utoipa::path(get, path = "/v1/contacts/{id}/messages", tag = "messages", params(("id" = i64, Path, minimum = 1), MessagesQuery), responses((status = 200, body = MessagePage), (status = 403, description = "`forbidden`: `contact_id` is not the profile's contact", body = crate::error::Body), (status = 404, description = "no such contact", body = crate::error::Body)))]
 pub(crate) async fn contact_messages(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(contact_id): Path<i64>,
-    q: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
+    Query(mut q): Query<MessagesQuery>,
 ) -> Result<Json<MessagePage>, ApiError> {
-    let Query(mut q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
     if q.contact_id.is_some_and(|c| c != contact_id) {
         return Err(forbidden("contact_id must be the profile's contact"));
     }

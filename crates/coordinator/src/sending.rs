@@ -7,9 +7,10 @@ use crate::acting::{ActingUser, Need, forbidden};
 use crate::api::ApiState;
 use crate::compose::{self, AttachmentFile, Draft, Party, Signature};
 use crate::error::ApiError;
+use crate::extract::{JsonBody, Path};
 use axum::Json;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -25,38 +26,182 @@ use sha2::{Digest, Sha256};
 /// The most a message may carry in attachments (decoded), as most providers allow.
 pub const MAX_ATTACHMENT_BYTES: usize = 25 * 1024 * 1024;
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
+/// `"addr"` or `{"email", "name"?}`; a name is one line.
 enum Recipient {
     Bare(String),
     Named { email: String, name: Option<String> },
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct AttachmentIn {
-    filename: String,
-    content_type: String,
-    content_base64: String,
+// By hand, not `untagged`: that would also read `["addr", "name"]` as a named recipient.
+impl<'de> Deserialize<'de> for Recipient {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Named {
+            email: String,
+            name: Option<String>,
+        }
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(email) => Ok(Recipient::Bare(email)),
+            v @ serde_json::Value::Object(_) => {
+                let Named { email, name } =
+                    serde_json::from_value(v).map_err(serde::de::Error::custom)?;
+                Ok(Recipient::Named { email, name })
+            }
+            _ => Err(serde::de::Error::custom(
+                "a recipient is \"addr\" or {\"email\", \"name\"?}",
+            )),
+        }
+    }
 }
+
+impl utoipa::PartialSchema for Recipient {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{ObjectBuilder, OneOfBuilder, Type};
+        let address = || utoipa::openapi::Ref::from_schema_name("EmailAddress");
+        OneOfBuilder::new()
+            .description(Some(
+                "`\"addr\"` or `{\"email\", \"name\"?}`; a name is one line",
+            ))
+            .item(address())
+            .item(
+                ObjectBuilder::new()
+                    .property("email", address())
+                    .required("email")
+                    .property(
+                        "name",
+                        ObjectBuilder::new()
+                            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                                Type::String,
+                                Type::Null,
+                            ]))
+                            .pattern(Some(ONE_LINE)),
+                    ),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Recipient {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((EmailAddress::name().into(), EmailAddress::schema()));
+    }
+}
+
+/// A string without a line break (a subject, a display name).
+const ONE_LINE: &str = r"^[^\r\n]*$";
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+struct AttachmentIn {
+    /// A plain file name: not blank, no `/`, `\`, line break.
+    #[schema(
+        pattern = r"^[^\r\n/\\]*[^\r\n/\\\t\v\f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\r\n/\\]*$"
+    )]
+    filename: String,
+    /// A MIME type, `type/subtype` with `; name=value` parameters (RFC 6838 names).
+    #[schema(
+        pattern = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(?:; ?[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+-]+)*$"
+    )]
+    content_type: String,
+    /// Standard base64, padded.
+    #[schema(
+        pattern = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$"
+    )]
+    content_base64: String,
+}
+
+/// What a message holds, whoever sends it.
+struct Content {
+    to: Vec<Recipient>,
+    cc: Vec<Recipient>,
+    bcc: Vec<Recipient>,
+    subject: Option<String>,
+    text: Option<String>,
+    html: Option<String>,
+    attachments: Vec<AttachmentIn>,
+    in_reply_to: Option<i64>,
+}
+
+/// A message sent from an account (`POST /v1/messages`). At least one recipient in `to`,
+/// `cc` or `bcc` (else 422 `no_recipient`).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct SendRequest {
-    account_id: Option<i64>,
+    /// The account sent from.
+    #[schema(minimum = 1)]
+    account_id: i64,
     #[serde(default)]
     to: Vec<Recipient>,
     #[serde(default)]
     cc: Vec<Recipient>,
     #[serde(default)]
     bcc: Vec<Recipient>,
+    #[schema(pattern = r"^[^\r\n]*$")]
     subject: Option<String>,
     text: Option<String>,
     html: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::objects")]
     attachments: Vec<AttachmentIn>,
     /// The stored message (its id in `messages`) this one answers.
+    #[schema(minimum = 1)]
     in_reply_to: Option<i64>,
+}
+
+impl SendRequest {
+    fn split(self) -> (i64, Content) {
+        let content = Content {
+            to: self.to,
+            cc: self.cc,
+            bcc: self.bcc,
+            subject: self.subject,
+            text: self.text,
+            html: self.html,
+            attachments: self.attachments,
+            in_reply_to: self.in_reply_to,
+        };
+        (self.account_id, content)
+    }
+}
+
+/// A system notice (`POST /v1/system-mail`): a message without an account, which is the
+/// system account, and without `in_reply_to`. At least one recipient (else 422
+/// `no_recipient`).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SystemMailRequest {
+    #[serde(default)]
+    to: Vec<Recipient>,
+    #[serde(default)]
+    cc: Vec<Recipient>,
+    #[serde(default)]
+    bcc: Vec<Recipient>,
+    #[schema(pattern = r"^[^\r\n]*$")]
+    subject: Option<String>,
+    text: Option<String>,
+    html: Option<String>,
+    #[serde(default, deserialize_with = "crate::extract::objects")]
+    attachments: Vec<AttachmentIn>,
+}
+
+impl From<SystemMailRequest> for Content {
+    fn from(r: SystemMailRequest) -> Self {
+        Content {
+            to: r.to,
+            cc: r.cc,
+            bcc: r.bcc,
+            subject: r.subject,
+            text: r.text,
+            html: r.html,
+            attachments: r.attachments,
+            in_reply_to: None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -109,17 +254,15 @@ impl From<Outgoing> for OutgoingView {
 }
 
 /// `POST /v1/messages`: send from one of the acting user's accounts.
-#[utoipa::path(post, path = "/v1/messages", tag = "sending", params(("Idempotency-Key" = Option<String>, Header, description = "one outgoing message per account and key")), request_body = SendRequest, responses((status = 202, body = OutgoingView), (status = 404, description = "no such account or parent message, or not readable", body = crate::error::Body), (status = 409, description = "account_disabled or idempotency_key_reused", body = crate::error::Body), (status = 413, description = "too_large", body = crate::error::Body), (status = 422, description = "no_recipient, invalid_address, invalid_request", body = crate::error::Body)))]
+#[utoipa::path(post, path = "/v1/messages", tag = "sending", params(("Idempotency-Key" = Option<String>, Header, description = "one outgoing message per account and key", min_length = 1, max_length = 255, pattern = r"^[!-~](?:[ -~]*[!-~])?$")), request_body = SendRequest, responses((status = 202, body = OutgoingView), (status = 404, description = "no such account or parent message, or not readable", body = crate::error::Body), (status = 409, description = "account_disabled or idempotency_key_reused", body = crate::error::Body), (status = 413, description = "too_large", body = crate::error::Body), (status = 422, description = "no_recipient, invalid_address, invalid_request", body = crate::error::Body)))]
 pub(crate) async fn send_message(
     State(s): State<ApiState>,
     user: ActingUser,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (req, sha) = parse_request(&body.map_err(body_error)?)?;
-    let account_id = req
-        .account_id
-        .ok_or_else(|| ApiError::invalid("account_id is required"))?;
+    let (req, sha) = parse_request::<SendRequest>(&body.map_err(body_error)?)?;
+    let (account_id, req) = req.split();
     let account = user.account(&s, account_id, Need::Use).await?;
     require_active(&account)?;
     let signature = Signature {
@@ -144,18 +287,14 @@ pub(crate) async fn send_message(
 }
 
 /// `POST /v1/system-mail`: a system notice, from the system account, without a signature.
-#[utoipa::path(post, path = "/v1/system-mail", tag = "sending", params(("Idempotency-Key" = Option<String>, Header)), request_body = SendRequest, responses((status = 202, body = OutgoingView), (status = 409, description = "no_system_account, account_disabled or idempotency_key_reused", body = crate::error::Body), (status = 413, description = "too_large", body = crate::error::Body), (status = 422, description = "invalid input", body = crate::error::Body)))]
+#[utoipa::path(post, path = "/v1/system-mail", tag = "sending", params(("Idempotency-Key" = Option<String>, Header, description = "one outgoing message per key", min_length = 1, max_length = 255, pattern = r"^[!-~](?:[ -~]*[!-~])?$")), request_body = SystemMailRequest, responses((status = 202, body = OutgoingView), (status = 409, description = "no_system_account, account_disabled or idempotency_key_reused", body = crate::error::Body), (status = 413, description = "too_large", body = crate::error::Body), (status = 422, description = "invalid input", body = crate::error::Body)))]
 pub(crate) async fn send_system_mail(
     State(s): State<ApiState>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (req, sha) = parse_request(&body.map_err(body_error)?)?;
-    if req.account_id.is_some() || req.in_reply_to.is_some() {
-        return Err(ApiError::invalid(
-            "system mail goes from the system account: no account_id or in_reply_to",
-        ));
-    }
+    let (req, sha) = parse_request::<SystemMailRequest>(&body.map_err(body_error)?)?;
+    let req = Content::from(req);
     let mut conn = s.store.conn().await?;
     let Some(account_id) = system::system_account(&mut conn).await? else {
         return Err(ApiError::new(
@@ -201,14 +340,32 @@ fn body_error(e: BytesRejection) -> ApiError {
     }
 }
 
-fn parse_request(body: &[u8]) -> Result<(SendRequest, Vec<u8>), ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("the body is not JSON: {e}")))?;
+fn parse_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(T, Vec<u8>), ApiError> {
+    let (req, value) = crate::extract::from_json(body)?;
     // serde_json's maps are sorted: the same request hashes the same whatever its layout.
     let sha = Sha256::digest(serde_json::to_vec(&value).expect("a value serialises")).to_vec();
-    let req: SendRequest =
-        serde_json::from_value(value).map_err(|e| ApiError::invalid(e.to_string()))?;
     Ok((req, sha))
+}
+
+/// `type/subtype` with `; name=value` parameters, each a name of RFC 6838's characters:
+/// exactly `AttachmentIn::content_type`'s pattern.
+pub(crate) fn is_media_type(s: &str) -> bool {
+    let name = |n: &str| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    let mut parts = s.split(';');
+    let essence = parts.next().unwrap_or_default();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    name(kind)
+        && name(subtype)
+        && parts.all(|p| {
+            let p = p.strip_prefix(' ').unwrap_or(p);
+            p.split_once('=').is_some_and(|(k, v)| name(k) && name(v))
+        })
 }
 
 fn require_active(account: &Account) -> Result<(), ApiError> {
@@ -267,7 +424,7 @@ fn as_json(list: &[Party]) -> serde_json::Value {
 async fn enqueue(
     s: &ApiState,
     headers: &HeaderMap,
-    req: SendRequest,
+    req: Content,
     sha: Vec<u8>,
     sender: Sender,
 ) -> Result<Response, ApiError> {
@@ -277,9 +434,11 @@ async fn enqueue(
             .to_str()
             .ok()
             .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 255)
+            .filter(|k| {
+                !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x20..=0x7e).contains(&b))
+            })
             .ok_or_else(|| {
-                ApiError::invalid("Idempotency-Key must be 1 to 255 visible characters")
+                ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
             })?
             .to_owned(),
     };
@@ -296,10 +455,16 @@ async fn enqueue(
     let mut attachments = Vec::with_capacity(req.attachments.len());
     let mut total = 0usize;
     for a in req.attachments {
-        if a.filename.trim().is_empty() || a.filename.contains(['\r', '\n', '/', '\\']) {
+        if crate::openapi::is_blank(&a.filename) || a.filename.contains(['\r', '\n', '/', '\\']) {
             return Err(ApiError::invalid(format!(
                 "attachment filename {:?} is not a plain file name",
                 a.filename
+            )));
+        }
+        if !is_media_type(&a.content_type) {
+            return Err(ApiError::invalid(format!(
+                "attachment {}: content_type {:?} is not a MIME type",
+                a.filename, a.content_type
             )));
         }
         let bytes = base64::engine::general_purpose::STANDARD
@@ -494,7 +659,7 @@ pub async fn relay_one(store: &Store, broker: &Broker, id: i64) -> bool {
 }
 
 /// `GET /v1/outgoing-messages/{id}`.
-#[utoipa::path(get, path = "/v1/outgoing-messages/{id}", tag = "sending", params(("id" = i64, Path)), responses((status = 200, body = OutgoingView), (status = 404, description = "not found", body = crate::error::Body)))]
+#[utoipa::path(get, path = "/v1/outgoing-messages/{id}", tag = "sending", params(("id" = i64, Path, minimum = 1)), responses((status = 200, body = OutgoingView), (status = 404, description = "not found", body = crate::error::Body)))]
 pub(crate) async fn get_outgoing(
     State(s): State<ApiState>,
     user: ActingUser,
@@ -516,6 +681,8 @@ pub(crate) async fn get_outgoing(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SystemAccountRequest {
+    /// `null` clears it.
+    #[schema(minimum = 1)]
     account_id: Option<i64>,
 }
 
@@ -529,10 +696,10 @@ pub(crate) struct SystemAccountView {
 pub(crate) async fn set_system_account(
     State(s): State<ApiState>,
     user: ActingUser,
-    body: Result<Json<SystemAccountRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<SystemAccountRequest>, ApiError>,
 ) -> Result<Json<SystemAccountView>, ApiError> {
     user.require_admin()?;
-    let Json(req) = body?;
+    let JsonBody(req) = body?;
     if let Some(id) = req.account_id {
         // Only an account the administrator may send from themself: a shared one, or their
         // own. Designating someone's personal mailbox would send as them without them.
@@ -577,17 +744,17 @@ pub(crate) struct SignatureView {
 }
 
 /// `PUT /v1/users/{id}/signature`: the user themself, or an administrator.
-#[utoipa::path(put, path = "/v1/users/{id}/signature", tag = "users", params(("id" = i64, Path)), request_body = SignatureRequest, responses((status = 200, body = SignatureView), (status = 403, description = "not the user's own signature", body = crate::error::Body), (status = 404, description = "no such user", body = crate::error::Body)))]
+#[utoipa::path(put, path = "/v1/users/{id}/signature", tag = "users", params(("id" = i64, Path, minimum = 1)), request_body = SignatureRequest, responses((status = 200, body = SignatureView), (status = 403, description = "not the user's own signature", body = crate::error::Body), (status = 404, description = "no such user", body = crate::error::Body)))]
 pub(crate) async fn set_signature(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,
-    body: Result<Json<SignatureRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<JsonBody<SignatureRequest>, ApiError>,
 ) -> Result<Json<SignatureView>, ApiError> {
     if user.0.id != id && !user.0.is_admin {
         return Err(forbidden("a user's signature is theirs to set"));
     }
-    let Json(req) = body?;
+    let JsonBody(req) = body?;
     let blank = |v: Option<String>| v.filter(|t| !t.trim().is_empty());
     let mut conn = s.store.conn().await?;
     let u = users::set_signature(

@@ -6,10 +6,9 @@ use std::fmt;
 use std::str::FromStr;
 
 macro_rules! string_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$m])*
+    ($(#[doc = $doc:literal])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum $name { $( #[serde(rename = $text)] $variant ),+ }
 
         impl $name {
@@ -32,6 +31,22 @@ macro_rules! string_enum {
                 }
             }
         }
+
+        // By hand: utoipa's derive does not see a `serde(rename)` made by a macro, and
+        // described the variants by their Rust names.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::Type::String)
+                    .description(Some(concat!($($doc, "\n"),*).trim()))
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -68,6 +83,22 @@ string_enum!(
     SyncWindow { Now => "now", OneMonth => "1_month", ThreeMonths => "3_months", SixMonths => "6_months" }
 );
 
+impl ServerEndpoint {
+    /// The longest host name taken (DNS's 253 characters).
+    pub const MAX_HOST: usize = 253;
+
+    /// Whether `host` is a host name or an IP address as far as its characters go: ASCII
+    /// letters, digits, `.`, `-`, `_`, and `:`, `[`, `]` for IPv6; what the OpenAPI document's
+    /// pattern says.
+    pub fn host_is_valid(host: &str) -> bool {
+        !host.is_empty()
+            && host.len() <= Self::MAX_HOST
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-:[]".contains(&b))
+    }
+}
+
 impl SyncWindow {
     /// The earliest INTERNALDATE that is synced, for an account created at `created`.
     pub fn start(self, created: DateTime<Utc>) -> DateTime<Utc> {
@@ -87,7 +118,13 @@ impl SyncWindow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerEndpoint {
+    /// A host name or an IP address (IPv6 in brackets or not).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9._:\[\]-]+$", max_length = 253)
+    )]
     pub host: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: u16,
     pub encryption: Encryption,
 }
@@ -105,6 +142,47 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", w.as_str()));
         }
         assert!("2_months".parse::<SyncWindow>().is_err());
+    }
+
+    #[cfg(feature = "openapi")]
+    #[test]
+    fn the_openapi_schema_names_the_values_on_the_wire() {
+        let schema = serde_json::to_value(<SyncWindow as utoipa::PartialSchema>::schema()).unwrap();
+        let wire: Vec<_> = SyncWindow::ALL.iter().map(|w| w.as_str()).collect();
+        assert_eq!(schema["enum"], serde_json::json!(wire));
+        assert_eq!(schema["type"], "string");
+        assert!(
+            schema["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("How far back")
+        );
+    }
+
+    #[test]
+    fn hosts_are_names_or_addresses() {
+        for ok in [
+            "mail.example.test",
+            "127.0.0.1",
+            "::1",
+            "[::1]",
+            "a_b-c",
+            "0",
+        ] {
+            assert!(ServerEndpoint::host_is_valid(ok), "{ok}");
+        }
+        let long = "a".repeat(ServerEndpoint::MAX_HOST + 1);
+        for bad in [
+            "",
+            " ",
+            "mail example",
+            "mail\0",
+            "mäil.test",
+            "a/b",
+            long.as_str(),
+        ] {
+            assert!(!ServerEndpoint::host_is_valid(bad), "{bad}");
+        }
     }
 
     #[test]

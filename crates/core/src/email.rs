@@ -17,12 +17,15 @@ pub struct InvalidEmail {
 }
 
 impl EmailAddress {
+    /// The longest address taken (RFC 5321's 254 octets, counted in characters).
+    pub const MAX_CHARS: usize = 254;
+
     pub fn parse(input: &str) -> Result<Self, InvalidEmail> {
         let s = input.trim();
         if s.is_empty() {
             return Err(InvalidEmail { reason: "empty" });
         }
-        if s.len() > 254 {
+        if s.chars().count() > Self::MAX_CHARS {
             return Err(InvalidEmail {
                 reason: "longer than 254 characters",
             });
@@ -59,6 +62,27 @@ impl EmailAddress {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
     }
 }
+
+/// In the OpenAPI document: `format: email`, at most [`EmailAddress::MAX_CHARS`] characters.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for EmailAddress {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Email,
+            )))
+            .max_length(Some(Self::MAX_CHARS))
+            .description(Some(
+                "An e-mail address (`local@domain`; surrounding space is trimmed and the \
+                 address lower-cased)",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for EmailAddress {}
 
 impl TryFrom<String> for EmailAddress {
     type Error = InvalidEmail;

@@ -225,6 +225,18 @@ impl App {
             .await
     }
 
+    /// A new administrator's id.
+    pub async fn create_admin(&self) -> i64 {
+        let (status, user) = self
+            .post(
+                "/v1/users",
+                json!({ "email": format!("admin-{}@crm.example.test", mailfleet_testkit::unique_suffix()), "is_admin": true }),
+            )
+            .await;
+        assert_eq!(status, 201, "{user}");
+        user["id"].as_i64().unwrap()
+    }
+
     pub async fn create_user(&self) -> i64 {
         let (status, user) = self
             .post(

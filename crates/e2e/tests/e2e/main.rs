@@ -5,6 +5,7 @@ mod api;
 mod app;
 mod connection;
 mod credentials;
+mod errors;
 mod fleet;
 mod folders;
 mod identity;

@@ -240,10 +240,7 @@ async fn messages_page_newest_first_with_a_cursor() {
     let expected: Vec<String> = (0..7).map(|i| format!("Message {i}")).collect();
     assert_eq!(seen, expected, "newest first, each once");
     let (status, err) = messages_as(&app, user, "?cursor=garbage").await;
-    assert_eq!(
-        (status, err["code"].as_str()),
-        (422, Some("invalid_request"))
-    );
+    assert_eq!((status, err["code"].as_str()), (400, Some("invalid_query")));
 }
 
 #[tokio::test]
