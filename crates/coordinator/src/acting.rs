@@ -2,8 +2,8 @@
 //! next to its bearer token; what they may do comes from the users table, never from the
 //! request.
 
-use crate::api::ApiState;
 use crate::error::ApiError;
+use crate::state::ApiState;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -96,6 +96,25 @@ impl ActingUser {
             Err(forbidden("only an administrator may do this"))
         }
     }
+}
+
+/// 409 `account_disabled` unless the account is active (it needs a re-connect first).
+pub fn require_active(account: &Account) -> Result<(), ApiError> {
+    if account.state != "active" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "account_disabled",
+            format!(
+                "account {} is disabled ({}); re-connect it first",
+                account.id,
+                account
+                    .disabled_reason
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub fn forbidden(message: impl Into<String>) -> ApiError {

@@ -1,5 +1,5 @@
-use crate::api::ApiState;
 use crate::error::ApiError;
+use crate::state::ApiState;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;

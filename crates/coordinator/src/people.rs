@@ -3,9 +3,9 @@
 //! Postgres decides; see `mailfleet_store::viewer`).
 
 use crate::acting::{ActingUser, Need, forbidden};
-use crate::api::ApiState;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path, Query};
+use crate::state::ApiState;
 use crate::views::MessageView;
 use axum::Json;
 use axum::extract::State;
@@ -263,6 +263,30 @@ async fn page(
         messages: messages.into_iter().map(MessageView::from).collect(),
         next_cursor,
     }))
+}
+
+/// `GET /v1/messages/{id}`: one message the acting user may read (in their accounts or, linked
+/// to a contact, on the contact's profile is not enough: that is `contact_messages`), with its
+/// folders and flags as the CRM shows them — pending mailbox actions applied, `pending` set.
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", params(("id" = i64, Path, minimum = 1)), responses((status = 200, body = MessageView), (status = 404, description = "no such message, or not one the user may read", body = crate::error::Body)))]
+pub(crate) async fn get_message(
+    State(s): State<ApiState>,
+    user: ActingUser,
+    Path(id): Path<i64>,
+) -> Result<Json<MessageView>, ApiError> {
+    let mut conn = s.store.conn().await?;
+    let viewer = Viewer {
+        user_id: user.id(),
+        profile_contact: None,
+    };
+    match viewer::get_message(&mut conn, viewer, id).await? {
+        Some(m) => Ok(Json(MessageView::from(m))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("message {id} not found"),
+        )),
+    }
 }
 
 /// `GET /v1/messages`: the acting user's own mail and the shared inboxes they reach,

@@ -4,10 +4,10 @@
 //! scheduler for whatever that missed).
 
 use crate::acting::{ActingUser, Need, forbidden};
-use crate::api::ApiState;
 use crate::compose::{self, AttachmentFile, Draft, Party, Signature};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path};
+use crate::state::ApiState;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -21,7 +21,6 @@ use mailfleet_store::models::{Account, NewOutgoing, Outgoing};
 use mailfleet_store::outgoing::{self, Enqueued};
 use mailfleet_store::{Store, StoreError, accounts, messages, system, users, viewer};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The most a message may carry in attachments (decoded), as most providers allow.
 pub const MAX_ATTACHMENT_BYTES: usize = 25 * 1024 * 1024;
@@ -261,10 +260,10 @@ pub(crate) async fn send_message(
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (req, sha) = parse_request::<SendRequest>(&body.map_err(body_error)?)?;
+    let (req, sha) = crate::idempotency::parse_hashed::<SendRequest>(&body.map_err(body_error)?)?;
     let (account_id, req) = req.split();
     let account = user.account(&s, account_id, Need::Use).await?;
-    require_active(&account)?;
+    crate::acting::require_active(&account)?;
     let signature = Signature {
         text: user.0.signature_text.clone(),
         html: user.0.signature_html.clone(),
@@ -293,7 +292,8 @@ pub(crate) async fn send_system_mail(
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (req, sha) = parse_request::<SystemMailRequest>(&body.map_err(body_error)?)?;
+    let (req, sha) =
+        crate::idempotency::parse_hashed::<SystemMailRequest>(&body.map_err(body_error)?)?;
     let req = Content::from(req);
     let mut conn = s.store.conn().await?;
     let Some(account_id) = system::system_account(&mut conn).await? else {
@@ -307,7 +307,7 @@ pub(crate) async fn send_system_mail(
     let mut conn = s.store.conn().await?;
     let account = accounts::get(&mut conn, account_id).await?;
     drop(conn);
-    require_active(&account)?;
+    crate::acting::require_active(&account)?;
     enqueue(
         &s,
         &headers,
@@ -340,13 +340,6 @@ fn body_error(e: BytesRejection) -> ApiError {
     }
 }
 
-fn parse_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(T, Vec<u8>), ApiError> {
-    let (req, value) = crate::extract::from_json(body)?;
-    // serde_json's maps are sorted: the same request hashes the same whatever its layout.
-    let sha = Sha256::digest(serde_json::to_vec(&value).expect("a value serialises")).to_vec();
-    Ok((req, sha))
-}
-
 /// `type/subtype` with `; name=value` parameters, each a name of RFC 6838's characters:
 /// exactly `AttachmentIn::content_type`'s pattern.
 pub(crate) fn is_media_type(s: &str) -> bool {
@@ -366,21 +359,6 @@ pub(crate) fn is_media_type(s: &str) -> bool {
             let p = p.strip_prefix(' ').unwrap_or(p);
             p.split_once('=').is_some_and(|(k, v)| name(k) && name(v))
         })
-}
-
-fn require_active(account: &Account) -> Result<(), ApiError> {
-    if account.state != "active" {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "account_disabled",
-            format!(
-                "account {} is disabled ({}); re-connect it before sending",
-                account.id,
-                account.disabled_reason.as_deref().unwrap_or("no reason")
-            ),
-        ));
-    }
-    Ok(())
 }
 
 struct Sender {
@@ -428,20 +406,7 @@ async fn enqueue(
     sha: Vec<u8>,
     sender: Sender,
 ) -> Result<Response, ApiError> {
-    let key = match headers.get("idempotency-key") {
-        None => uuid::Uuid::new_v4().to_string(),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|k| {
-                !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x20..=0x7e).contains(&b))
-            })
-            .ok_or_else(|| {
-                ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
-            })?
-            .to_owned(),
-    };
+    let key = crate::idempotency::key(headers)?;
     let to = parties("to", req.to)?;
     let cc = parties("cc", req.cc)?;
     let bcc = parties("bcc", req.bcc)?;

@@ -143,7 +143,11 @@ pub struct MessageView {
     pub cc: Vec<String>,
     pub sent_at: Option<DateTime<Utc>>,
     pub received_at: Option<DateTime<Utc>>,
+    /// As the CRM shows them: pending mailbox actions applied.
     pub flags: Vec<String>,
+    /// A mailbox action on the message waits for the server's confirmation; `flags` and
+    /// `folders` already show it.
+    pub pending: bool,
     /// The first 200 characters of the text body.
     pub snippet: Option<String>,
     /// `[{"filename", "content_type", "size", "content_id", "inline"}]`
@@ -167,6 +171,7 @@ impl From<mailfleet_store::viewer::MessageSummary> for MessageView {
             sent_at: m.sent_at,
             received_at: m.received_at,
             flags: m.flags,
+            pending: m.pending,
             snippet: m.snippet,
             attachments: m.attachments,
         }

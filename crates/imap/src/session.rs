@@ -861,7 +861,10 @@ mod tests {
             Some(FolderRole::Trash)
         );
         assert_eq!(namespace_relative("INBOX", Some(".")), "INBOX");
-        assert_eq!(namespace_relative("Projects/Sent", Some("/")), "Projects/Sent");
+        assert_eq!(
+            namespace_relative("Projects/Sent", Some("/")),
+            "Projects/Sent"
+        );
         assert_eq!(
             role_of(&namespace_relative("Projects/Sent", Some("/")), &[]),
             None

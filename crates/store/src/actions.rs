@@ -244,6 +244,8 @@ pub enum Finished {
         to: i64,
         remote_id: Option<String>,
     },
+    /// Nothing to do (a move to the folder it is in).
+    Unchanged,
     Conflict(String),
     Failed(String),
 }
@@ -308,6 +310,7 @@ pub async fn finish(
                 .await?;
                 ("done", None)
             }
+            Finished::Unchanged => ("done", None),
             Finished::Conflict(why) => ("conflict", Some(why.as_str())),
             Finished::Failed(why) => ("failed", Some(why.as_str())),
         };

@@ -68,7 +68,9 @@ pub async fn apply_pending(
         let mut conn = store.conn().await.map_err(unavailable)?;
         for (message_id, outcome) in outcomes {
             match &outcome {
-                Finished::Flagged { .. } | Finished::Moved { .. } => report.done += 1,
+                Finished::Flagged { .. } | Finished::Moved { .. } | Finished::Unchanged => {
+                    report.done += 1
+                }
                 Finished::Conflict(_) => report.conflicts += 1,
                 Finished::Failed(_) => report.failed += 1,
             }
@@ -186,6 +188,10 @@ async fn move_all(
         }
     }
     for ((from, to), rows) in groups {
+        if from == to {
+            out.extend(rows.iter().map(|r| (r.message_id, Finished::Unchanged)));
+            continue;
+        }
         let (Some((_, source)), Some((_, target))) =
             (folders.remote(Some(from)), folders.remote(Some(to)))
         else {

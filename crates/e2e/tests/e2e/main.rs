@@ -11,6 +11,7 @@ mod folders;
 mod identity;
 mod incremental;
 mod jobs;
+mod mailbox_actions;
 mod migrate;
 mod openapi;
 mod people;

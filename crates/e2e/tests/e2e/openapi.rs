@@ -295,6 +295,67 @@ async fn the_openapi_document_describes_every_real_answer() {
     .await;
     rec.call("get", "/v1/messages", "/v1/messages?limit=2", u, None)
         .await;
+    // A stored message to read and act on (as a sync would have stored it).
+    let message = mailfleet_testkit::count(
+        &app.db.url,
+        &format!(
+            "WITH m AS (
+                 INSERT INTO messages (account_id, thread_key, size_bytes, content_hash, message_id,
+                                       subject, flags)
+                 VALUES ({id}, 'k', 10, '\\x00', 'doc@example.org', 'Hi', '{{\\Seen}}')
+                 RETURNING id),
+             f AS (INSERT INTO message_folders (message_id, folder_id, remote_id)
+                   SELECT m.id, folders.id, '1:99' FROM m, folders
+                   WHERE folders.account_id = {id} AND folders.name = 'INBOX')
+             SELECT id AS count FROM m"
+        ),
+    )
+    .await;
+    rec.call(
+        "get",
+        "/v1/messages/{id}",
+        &format!("/v1/messages/{message}"),
+        u,
+        None,
+    )
+    .await;
+    rec.call("get", "/v1/messages/{id}", "/v1/messages/999999", u, None)
+        .await;
+    let action = rec
+        .call(
+            "post",
+            "/v1/mailbox-actions",
+            "/v1/mailbox-actions",
+            u,
+            Some(json!({ "message_ids": [message], "action": "flag" })),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    rec.call(
+        "post",
+        "/v1/mailbox-actions",
+        "/v1/mailbox-actions",
+        u,
+        Some(json!({ "message_ids": [message], "action": "move", "folder": "Nope" })),
+    )
+    .await;
+    rec.call(
+        "get",
+        "/v1/mailbox-actions/{id}",
+        &format!("/v1/mailbox-actions/{action}"),
+        u,
+        None,
+    )
+    .await;
+    rec.call(
+        "get",
+        "/v1/mailbox-actions/{id}",
+        "/v1/mailbox-actions/999999",
+        u,
+        None,
+    )
+    .await;
     rec.call("get", "/v1/messages", "/v1/messages?limit=0", u, None)
         .await;
     rec.call(

@@ -1,179 +1,30 @@
+//! Users and accounts: connect, list, change, sync now, re-connect; connection tests.
+
 use crate::acting::{ActingUser, Need, forbidden};
-use crate::auth::require_token;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Path};
-use crate::people;
-use crate::scheduler::Scheduler;
-use crate::sending;
+use crate::state::ApiState;
 use crate::views::{AccountView, UserView};
-use axum::extract::DefaultBodyLimit;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router, middleware};
 use chrono::Utc;
 use mailfleet_core::connection_test::{
     ConnectionSettings, ConnectionTestResult, TestFailure, TestedFolder,
 };
 use mailfleet_core::{
-    AccountKind, Binding, Credentials, EmailAddress, Job, JobEnvelope, Provider, Secret, SecretKey,
+    AccountKind, Binding, Credentials, EmailAddress, Job, JobEnvelope, Provider, Secret,
     ServerEndpoint, SyncWindow,
 };
-use mailfleet_queue::{Broker, QueueError};
+use mailfleet_queue::QueueError;
 use mailfleet_store::folders::ListedFolder;
 use mailfleet_store::models::{NewAccount, NewUser};
-use mailfleet_store::{Store, accounts, connection_tests, folders, users};
+use mailfleet_store::{accounts, connection_tests, folders, users};
 use serde::Deserialize;
-use std::sync::Arc;
-
-#[derive(Clone)]
-pub struct ApiState {
-    pub store: Store,
-    pub broker: Arc<Broker>,
-    pub scheduler: Scheduler,
-    pub key: SecretKey,
-    pub api_token: Arc<Secret<String>>,
-    /// How long a connection test waits for a worker's answer.
-    pub rpc_timeout: std::time::Duration,
-}
-
-pub fn router(state: ApiState) -> Router {
-    let v1 = Router::new()
-        .route("/users", post(create_user))
-        .route("/users/{id}", delete(people::delete_user))
-        .route("/accounts", post(create_account).get(list_accounts))
-        .route(
-            "/accounts/{id}",
-            get(get_account)
-                .patch(update_account)
-                .delete(people::delete_account),
-        )
-        .route("/accounts/{id}/primary", post(people::set_primary))
-        .route(
-            "/accounts/{id}/access",
-            get(people::list_access).post(people::grant_access),
-        )
-        .route(
-            "/accounts/{id}/access/{user_id}",
-            delete(people::revoke_access),
-        )
-        .route("/messages", get(people::list_messages))
-        .route("/contacts/{id}/messages", get(people::contact_messages))
-        .route("/accounts/{id}/folders", put(set_active_folders))
-        .route("/accounts/{id}/sync", post(sync_account_now))
-        .route("/accounts/{id}/reconnect", post(reconnect_account))
-        .route("/connection-tests", post(connection_test))
-        .route("/outgoing-messages/{id}", get(sending::get_outgoing))
-        .route(
-            "/system-account",
-            put(sending::set_system_account).get(sending::get_system_account),
-        )
-        .route("/users/{id}/signature", put(sending::set_signature))
-        .merge(
-            // Attachments travel base64-encoded inside the JSON: 25 MB decoded is ~34 MB.
-            Router::new()
-                .route("/messages", post(sending::send_message))
-                .route("/system-mail", post(sending::send_system_mail))
-                .layer(DefaultBodyLimit::max(
-                    sending::MAX_ATTACHMENT_BYTES / 3 * 4 + (2 << 20),
-                )),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .route_layer(middleware::from_fn(trace_request));
-    Router::new()
-        .nest("/v1", v1)
-        // The API's description is public: it names no data.
-        .route(
-            "/v1/openapi.json",
-            get(|| async { Json(crate::openapi::document()) }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
-        .route("/readyz", get(readyz))
-        // Both after every route: the 405 fallback is set on the routes that exist.
-        .method_not_allowed_fallback(crate::extract::method_not_allowed)
-        .fallback(crate::extract::not_found)
-        .with_state(state)
-}
-
-/// One span per API request, named by its route; a CRM that sends `traceparent` gets the
-/// request (and the jobs it publishes) in its own trace.
-async fn trace_request(
-    request: axum::extract::Request,
-    next: middleware::Next,
-) -> axum::response::Response {
-    use tracing::Instrument;
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| request.uri().path().to_owned());
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format!("{} {route}", request.method()),
-        method = %request.method(),
-        route,
-        status = tracing::field::Empty,
-    );
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .filter(|(k, _)| k.as_str().starts_with("trace"))
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
-    mailfleet_telemetry::propagation::continue_from(&span, &headers);
-    let response = next.run(request).instrument(span.clone()).await;
-    span.record("status", response.status().as_u16());
-    response
-}
-
-/// Prometheus metrics; the coordinator adds what it sees from above: accounts by state and
-/// the backlog of each queue.
-async fn metrics(State(s): State<ApiState>) -> impl axum::response::IntoResponse {
-    let m = mailfleet_telemetry::metrics::metrics();
-    if let Ok(mut conn) = s.store.conn().await
-        && let Ok(states) = accounts::count_by_state(&mut conn).await
-    {
-        for (state, n) in states {
-            m.set_accounts(&state, n);
-        }
-    }
-    let names = s.broker.names();
-    for queue in [
-        &names.sync,
-        &names.refresh,
-        &names.send,
-        &names.test_connection,
-        &names.dead,
-    ] {
-        if let Ok(n) = s.broker.ready_count(queue).await {
-            m.set_queue_messages(queue, i64::from(n));
-        }
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            mailfleet_telemetry::metrics::CONTENT_TYPE,
-        )],
-        mailfleet_telemetry::metrics::render(),
-    )
-}
-
-async fn readyz(State(s): State<ApiState>) -> Result<&'static str, ApiError> {
-    if s.broker.ensure_connected().await.is_err() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "RabbitMQ is not connected",
-        ));
-    }
-    s.store.ping().await?;
-    Ok("ready")
-}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateUser {
+pub(crate) struct CreateUser {
     #[schema(value_type = EmailAddress)]
     email: String,
     name: Option<String>,
@@ -182,7 +33,7 @@ struct CreateUser {
 }
 
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = CreateUser, responses((status = 201, body = UserView), (status = 409, description = "a user with that e-mail exists", body = crate::error::Body), (status = 422, description = "invalid input", body = crate::error::Body)))]
-async fn create_user(
+pub(crate) async fn create_user(
     State(s): State<ApiState>,
     body: Result<JsonBody<CreateUser>, ApiError>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
@@ -204,7 +55,7 @@ async fn create_user(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateAccount {
+pub(crate) struct CreateAccount {
     /// Only `imap` is supported yet (else 422 `unsupported_provider`).
     #[schema(value_type = crate::openapi::SupportedProvider)]
     provider: Provider,
@@ -250,8 +101,8 @@ fn check_endpoint(what: &str, e: &ServerEndpoint) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = CreateAccount, responses((status = 201, body = AccountView), (status = 403, description = "a personal account for someone else, or a shared one by a non-administrator", body = crate::error::Body), (status = 422, description = "invalid input", body = crate::error::Body)))]
-async fn create_account(
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = CreateAccount, responses((status = 201, body = AccountView), (status = 403, description = "a personal account for someone else, or a shared one by a non-administrator", body = crate::error::Body), (status = 422, description = "invalid input; with active_folders, a folder the server does not list or the connection test's code (auth_failed, tls_error, unreachable, timeout, protocol_error)", body = crate::error::Body), (status = 503, description = "with active_folders: RabbitMQ unavailable", body = crate::error::Body), (status = 504, description = "with active_folders: no worker listed the folders in time", body = crate::error::Body)))]
+pub(crate) async fn create_account(
     State(s): State<ApiState>,
     user: ActingUser,
     body: Result<JsonBody<CreateAccount>, ApiError>,
@@ -421,7 +272,7 @@ async fn account_view(s: &ApiState, id: i64) -> Result<AccountView, ApiError> {
 }
 
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path, minimum = 1)), responses((status = 200, body = AccountView), (status = 404, description = "no such account, or not one the user may read", body = crate::error::Body)))]
-async fn get_account(
+pub(crate) async fn get_account(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,
@@ -433,7 +284,7 @@ async fn get_account(
 /// The acting user's accounts: primary first, their other personal accounts, then the
 /// shared inboxes they reach.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", responses((status = 200, description = "primary first, then the user's other accounts, then shared inboxes they reach", body = Vec<AccountView>)))]
-async fn list_accounts(
+pub(crate) async fn list_accounts(
     State(s): State<ApiState>,
     user: ActingUser,
 ) -> Result<Json<Vec<AccountView>>, ApiError> {
@@ -449,25 +300,13 @@ async fn list_accounts(
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{id}/sync", tag = "accounts", params(("id" = i64, Path, minimum = 1)), responses((status = 202, body = SyncQueued), (status = 404, description = "not found", body = crate::error::Body), (status = 409, description = "account_disabled", body = crate::error::Body)))]
-async fn sync_account_now(
+pub(crate) async fn sync_account_now(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,
 ) -> Result<(StatusCode, Json<SyncQueued>), ApiError> {
     let account = user.account(&s, id, Need::Use).await?;
-    if account.state != "active" {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "account_disabled",
-            format!(
-                "account {id} is disabled ({}); re-connect it first",
-                account
-                    .disabled_reason
-                    .as_deref()
-                    .unwrap_or("no reason recorded")
-            ),
-        ));
-    }
+    crate::acting::require_active(&account)?;
     let published = s.scheduler.sync_now(id).await.map_err(|e| match e {
         crate::scheduler::ScheduleError::Store(e) => ApiError::from(e),
     })?;
@@ -492,13 +331,13 @@ pub(crate) struct SyncQueued {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateAccount {
+pub(crate) struct UpdateAccount {
     create_contacts: Option<bool>,
     sync_from: Option<SyncWindow>,
 }
 
 #[utoipa::path(patch, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path, minimum = 1)), request_body = UpdateAccount, responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "sync_window_fixed or invalid input", body = crate::error::Body)))]
-async fn update_account(
+pub(crate) async fn update_account(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,
@@ -529,14 +368,14 @@ async fn update_account(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ActiveFolders {
+pub(crate) struct ActiveFolders {
     active: Vec<String>,
 }
 
 /// Chooses the synced folders. Folders no longer active lose their stored messages; newly
 /// active ones are synced at once.
 #[utoipa::path(put, path = "/v1/accounts/{id}/folders", tag = "accounts", params(("id" = i64, Path, minimum = 1)), request_body = ActiveFolders, responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "unknown folder", body = crate::error::Body)))]
-async fn set_active_folders(
+pub(crate) async fn set_active_folders(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,
@@ -555,7 +394,7 @@ async fn set_active_folders(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConnectionTestRequest {
+pub(crate) struct ConnectionTestRequest {
     /// Only `imap` is supported yet (else 422 `unsupported_provider`).
     #[serde(default = "imap_provider")]
     #[schema(value_type = crate::openapi::SupportedProvider)]
@@ -581,7 +420,7 @@ fn imap_provider() -> Provider {
 /// Checks IMAP login (and SMTP authentication) through a worker and returns the mailbox's
 /// folders, or a typed error. The coordinator never talks to mail servers itself.
 #[utoipa::path(post, path = "/v1/connection-tests", tag = "accounts", request_body = ConnectionTestRequest, responses((status = 200, description = "passed with the folders, or failed with a typed error", body = mailfleet_core::connection_test::ConnectionTestResult), (status = 422, description = "invalid input", body = crate::error::Body), (status = 503, description = "RabbitMQ unavailable", body = crate::error::Body), (status = 504, description = "no worker answered in time", body = crate::error::Body)))]
-async fn connection_test(
+pub(crate) async fn connection_test(
     State(s): State<ApiState>,
     _user: ActingUser,
     body: Result<JsonBody<ConnectionTestRequest>, ApiError>,
@@ -662,7 +501,7 @@ async fn run_test(
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReconnectRequest {
+pub(crate) struct ReconnectRequest {
     #[schema(value_type = Option<String>, format = Password)]
     password: Option<Secret<String>>,
 }
@@ -671,7 +510,7 @@ struct ReconnectRequest {
 /// given) passes. A failed test answers with the test's error code; the account stays as it
 /// was.
 #[utoipa::path(post, path = "/v1/accounts/{id}/reconnect", tag = "accounts", params(("id" = i64, Path, minimum = 1)), request_body(content = Option<ReconnectRequest>), responses((status = 200, body = AccountView), (status = 403, description = "not the user's to change", body = crate::error::Body), (status = 404, description = "not found", body = crate::error::Body), (status = 422, description = "the connection test failed (its code)", body = crate::error::Body), (status = 503, description = "RabbitMQ unavailable", body = crate::error::Body), (status = 504, description = "no worker answered in time", body = crate::error::Body)))]
-async fn reconnect_account(
+pub(crate) async fn reconnect_account(
     State(s): State<ApiState>,
     user: ActingUser,
     Path(id): Path<i64>,

@@ -1,0 +1,487 @@
+//! `POST /v1/mailbox-actions`: what a user does in the CRM shows at once, reaches the mailbox
+//! at the account's next sync (Dovecot here), and is applied once.
+
+use crate::app::{App, raw_session};
+use chrono::{Duration, Utc};
+use futures::TryStreamExt;
+use mailfleet_testkit::{TestMailbox, count, execute};
+use mailfleet_worker::Outcome;
+use serde_json::{Value, json};
+use std::time::SystemTime;
+
+/// Writes a message into `folder`; returns its Message-ID.
+fn deliver(mailbox: &TestMailbox, folder: &str, tag: &str) -> String {
+    let id = format!("{tag}@example.org");
+    let date = Utc::now() - Duration::hours(2);
+    let raw = mailfleet_mailgen::simple_message(
+        "carol@client.example.org",
+        &mailbox.address,
+        tag,
+        "body",
+        &id,
+        date,
+    );
+    mailbox
+        .write_message(folder, &raw, SystemTime::from(date), false, false)
+        .unwrap();
+    id
+}
+
+/// The row id of the message with this Message-ID.
+async fn id_of(app: &App, message_id: &str) -> i64 {
+    count(
+        &app.db.url,
+        &format!("SELECT id AS count FROM messages WHERE message_id = '{message_id}'"),
+    )
+    .await
+}
+
+async fn act(app: &App, key: Option<&str>, body: Value) -> (u16, Value) {
+    app.request_as(
+        reqwest::Method::POST,
+        "/v1/mailbox-actions",
+        app.acting(),
+        key,
+        Some(body),
+    )
+    .await
+}
+
+async fn sync(app: &App, id: i64) -> mailfleet_sync::SyncReport {
+    app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
+        .await;
+    match app.work_one().await {
+        Outcome::Synced(r) => r,
+        other => panic!("sync failed: {other:?}"),
+    }
+}
+
+/// The flags the server holds for the message with this Message-ID in `folder` (`None`: it
+/// is not there), as another mail client sees them.
+async fn server_flags(mailbox: &TestMailbox, folder: &str, message_id: &str) -> Option<String> {
+    let mut s = raw_session(mailbox).await;
+    s.examine(folder).await.unwrap();
+    let uids = s
+        .uid_search(format!("HEADER Message-ID \"<{message_id}>\""))
+        .await
+        .unwrap();
+    let uid = uids.into_iter().next()?;
+    let fetched: Vec<_> = s
+        .uid_fetch(uid.to_string(), "FLAGS")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    // \Recent belongs to a session, not to the message.
+    let mut flags: Vec<String> = fetched[0]
+        .flags()
+        .map(|f| format!("{f:?}"))
+        .filter(|f| f != "Recent")
+        .collect();
+    flags.sort();
+    s.logout().await.unwrap();
+    Some(flags.join(" "))
+}
+
+/// How many copies of the message `folder` holds on the server.
+async fn copies(mailbox: &TestMailbox, folder: &str, message_id: &str) -> usize {
+    let mut s = raw_session(mailbox).await;
+    s.examine(folder).await.unwrap();
+    let n = s
+        .uid_search(format!("HEADER Message-ID \"<{message_id}>\""))
+        .await
+        .unwrap()
+        .len();
+    s.logout().await.unwrap();
+    n
+}
+
+async fn connect(app: &App, mailbox: &TestMailbox) -> i64 {
+    let id = app
+        .connect_account(mailbox, json!({ "active_folders": ["INBOX", "Archive"] }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    sync(app, id).await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_and_moves_show_at_once_and_reach_the_mailbox_at_the_next_sync() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let (a, b) = (
+        deliver(&mailbox, "INBOX", "a"),
+        deliver(&mailbox, "INBOX", "b"),
+    );
+    let account = connect(&app, &mailbox).await;
+    let (a_id, b_id) = (id_of(&app, &a).await, id_of(&app, &b).await);
+
+    let (status, action) = act(
+        &app,
+        None,
+        json!({ "message_ids": [a_id, b_id], "action": "mark_read" }),
+    )
+    .await;
+    assert_eq!(status, 202, "{action}");
+    assert_eq!(action["state"], "pending");
+    assert_eq!(
+        action["messages"][0],
+        json!({ "id": a_id, "state": "pending", "error": null })
+    );
+    // At once in the CRM, with the marker; the mailbox is unchanged until the sync.
+    let (_, m) = app.get(&format!("/v1/messages/{a_id}")).await;
+    assert_eq!(
+        (m["flags"].clone(), m["pending"].clone()),
+        (json!(["\\Seen"]), json!(true)),
+        "{m}"
+    );
+    assert_eq!(
+        server_flags(&mailbox, "INBOX", &a).await.as_deref(),
+        Some("")
+    );
+    // What a sync stores meanwhile (the server's flags) doesn't flip the CRM's view back.
+    execute(
+        &app.db.url,
+        &format!("UPDATE messages SET flags = '{{}}' WHERE id = {a_id}"),
+    )
+    .await;
+    let (_, m) = app.get(&format!("/v1/messages/{a_id}")).await;
+    assert_eq!(m["flags"], json!(["\\Seen"]), "{m}");
+
+    let report = sync(&app, account).await;
+    assert_eq!(report.actions.done, 2, "{report:?}");
+    let (_, done) = app
+        .get(&format!("/v1/mailbox-actions/{}", action["id"]))
+        .await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        server_flags(&mailbox, "INBOX", &a).await.as_deref(),
+        Some("Seen")
+    );
+    let (_, m) = app.get(&format!("/v1/messages/{a_id}")).await;
+    assert_eq!(
+        (m["flags"].clone(), m["pending"].clone()),
+        (json!(["\\Seen"]), json!(false))
+    );
+
+    // A move: shown in Archive at once, moved by the sync, the same row after it.
+    let (status, moved) = act(
+        &app,
+        None,
+        json!({ "message_ids": [b_id], "action": "move", "folder": "Archive" }),
+    )
+    .await;
+    assert_eq!(status, 202, "{moved}");
+    let (_, m) = app.get(&format!("/v1/messages/{b_id}")).await;
+    assert_eq!(
+        (m["folders"].clone(), m["pending"].clone()),
+        (json!(["Archive"]), json!(true))
+    );
+    let (_, inbox) = app
+        .get(&format!("/v1/messages?account_id={account}&folder=INBOX"))
+        .await;
+    assert_eq!(inbox["messages"].as_array().unwrap().len(), 1, "{inbox}");
+    sync(&app, account).await;
+    assert_eq!(
+        (
+            copies(&mailbox, "INBOX", &b).await,
+            copies(&mailbox, "Archive", &b).await
+        ),
+        (0, 1)
+    );
+    assert_eq!(id_of(&app, &b).await, b_id);
+    let report = sync(&app, account).await;
+    assert_eq!(
+        (
+            report.messages_added,
+            report.messages_removed,
+            report.messages_attached
+        ),
+        (0, 0, 0),
+        "the move is known already: {report:?}"
+    );
+    let (_, m) = app.get(&format!("/v1/messages/{b_id}")).await;
+    assert_eq!(
+        (m["folders"].clone(), m["pending"].clone()),
+        (json!(["Archive"]), json!(false))
+    );
+
+    // Trash: Trash is not active, so the message leaves the CRM — at once, then for good.
+    let (status, trashed) = act(
+        &app,
+        None,
+        json!({ "message_ids": [a_id], "action": "trash" }),
+    )
+    .await;
+    assert_eq!(status, 202, "{trashed}");
+    let (_, m) = app.get(&format!("/v1/messages/{a_id}")).await;
+    assert_eq!(m["folders"], json!([]), "{m}");
+    sync(&app, account).await;
+    assert_eq!(copies(&mailbox, "Trash", &a).await, 1);
+    sync(&app, account).await;
+    let (status, _) = app.get(&format!("/v1/messages/{a_id}")).await;
+    assert_eq!(status, 404);
+    assert_eq!(app.orphan_count(account).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_meanwhile_elsewhere_or_a_gone_message_is_a_conflict_not_overwritten() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let (a, b) = (
+        deliver(&mailbox, "INBOX", "a"),
+        deliver(&mailbox, "INBOX", "b"),
+    );
+    let account = connect(&app, &mailbox).await;
+    let (a_id, b_id) = (id_of(&app, &a).await, id_of(&app, &b).await);
+    let (_, action) = act(
+        &app,
+        None,
+        json!({ "message_ids": [a_id, b_id], "action": "flag" }),
+    )
+    .await;
+    // Meanwhile another client marks `a` read (after the CRM's last sync) and deletes `b`.
+    let mut s = raw_session(&mailbox).await;
+    s.select("INBOX").await.unwrap();
+    for (message_id, change) in [(&a, "+FLAGS (\\Seen)"), (&b, "+FLAGS (\\Deleted)")] {
+        let uid = s
+            .uid_search(format!("HEADER Message-ID \"<{message_id}>\""))
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+            .unwrap();
+        let _: Vec<_> = s
+            .uid_store(uid.to_string(), change)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+    }
+    let _: Vec<_> = s.expunge().await.unwrap().try_collect().await.unwrap();
+    s.logout().await.unwrap();
+
+    let report = sync(&app, account).await;
+    assert_eq!(report.actions.conflicts, 2, "{report:?}");
+    let (_, view) = app
+        .get(&format!("/v1/mailbox-actions/{}", action["id"]))
+        .await;
+    assert_eq!(view["state"], "conflict", "{view}");
+    assert_eq!(view["messages"][0]["state"], "conflict");
+    assert_eq!(view["messages"][1]["state"], "conflict");
+    // The other client's change stands, and the CRM shows it.
+    assert_eq!(
+        server_flags(&mailbox, "INBOX", &a).await.as_deref(),
+        Some("Seen")
+    );
+    let (_, m) = app.get(&format!("/v1/messages/{a_id}")).await;
+    assert_eq!(
+        (m["flags"].clone(), m["pending"].clone()),
+        (json!(["\\Seen"]), json!(false))
+    );
+    // The gone message had no further command, and it goes.
+    sync(&app, account).await;
+    let (status, _) = app.get(&format!("/v1/messages/{b_id}")).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_interrupted_after_the_server_moved_it_is_applied_once() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let a = deliver(&mailbox, "INBOX", "a");
+    let account = connect(&app, &mailbox).await;
+    let a_id = id_of(&app, &a).await;
+    let (_, action) = act(
+        &app,
+        None,
+        json!({ "message_ids": [a_id], "action": "move", "folder": "Archive" }),
+    )
+    .await;
+    // A worker asked the server, which moved it, and died before recording the outcome.
+    execute(
+        &app.db.url,
+        &format!("UPDATE mailbox_action_items SET attempts = 1, attempted_at = now() WHERE message_id = {a_id}"),
+    )
+    .await;
+    let mut s = raw_session(&mailbox).await;
+    s.select("INBOX").await.unwrap();
+    let uid = s
+        .uid_search(format!("HEADER Message-ID \"<{a}>\""))
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    s.uid_mv(uid.to_string(), "Archive").await.unwrap();
+    s.logout().await.unwrap();
+
+    let report = sync(&app, account).await;
+    assert_eq!(report.actions.done, 1, "{report:?}");
+    let (_, view) = app
+        .get(&format!("/v1/mailbox-actions/{}", action["id"]))
+        .await;
+    assert_eq!(view["state"], "done", "{view}");
+    assert_eq!(
+        (
+            copies(&mailbox, "INBOX", &a).await,
+            copies(&mailbox, "Archive", &a).await
+        ),
+        (0, 1),
+        "moved once"
+    );
+    let (_, m) = app.get(&format!("/v1/messages/{a_id}")).await;
+    assert_eq!(
+        (m["folders"].clone(), m["pending"].clone()),
+        (json!(["Archive"]), json!(false))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_are_refused_clearly_and_recorded_once_per_key() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let a = deliver(&mailbox, "INBOX", "a");
+    let account = connect(&app, &mailbox).await;
+    let owner = app.acting().unwrap();
+    let a_id = id_of(&app, &a).await;
+    let other_box = TestMailbox::create();
+    let b = deliver(&other_box, "INBOX", "b");
+    let other_account = connect(&app, &other_box).await;
+    let b_id = id_of(&app, &b).await;
+    app.act_as(owner);
+
+    // Another user's message: not found; so is a message that does not exist.
+    for ids in [json!([b_id]), json!([a_id, 999_999_999])] {
+        let (status, body) = act(&app, None, json!({ "message_ids": ids, "action": "flag" })).await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (404, json!("not_found")),
+            "{body}"
+        );
+    }
+    for (body, what) in [
+        (
+            json!({ "message_ids": [], "action": "flag" }),
+            "no messages",
+        ),
+        (
+            json!({ "message_ids": vec![a_id; 501], "action": "flag" }),
+            "too many",
+        ),
+        (
+            json!({ "message_ids": [a_id], "action": "move" }),
+            "move without folder",
+        ),
+        (
+            json!({ "message_ids": [a_id], "action": "flag", "folder": "Archive" }),
+            "folder with flag",
+        ),
+        (
+            json!({ "message_ids": [a_id], "action": "move", "folder": "Nope" }),
+            "unknown folder",
+        ),
+        (
+            json!({ "message_ids": [a_id], "action": "move", "folder": "Junk" }),
+            "inactive folder",
+        ),
+        (
+            json!({ "message_ids": [a_id], "action": "explode" }),
+            "unknown action",
+        ),
+    ] {
+        let (status, reply) = act(&app, None, body).await;
+        assert_eq!(status, 422, "{what}: {reply}");
+        assert_eq!(reply["code"], "invalid_request", "{what}");
+    }
+    assert_eq!(
+        count(&app.db.url, "SELECT count(*) AS count FROM mailbox_actions").await,
+        0,
+        "nothing recorded"
+    );
+
+    // Once per key: the same body answers the same action; another body is refused.
+    let body = json!({ "message_ids": [a_id], "action": "mark_read" });
+    let (s1, first) = act(&app, Some("k-1"), body.clone()).await;
+    let (s2, again) = act(&app, Some("k-1"), body).await;
+    assert_eq!((s1, s2), (202, 202));
+    assert_eq!(first["id"], again["id"]);
+    let (status, reused) = act(
+        &app,
+        Some("k-1"),
+        json!({ "message_ids": [a_id], "action": "mark_unread" }),
+    )
+    .await;
+    assert_eq!(
+        (status, reused["code"].clone()),
+        (409, json!("idempotency_key_reused"))
+    );
+
+    // A disabled account is 409.
+    execute(
+        &app.db.url,
+        &format!("UPDATE accounts SET state = 'disabled', disabled_reason = 'auth_failed' WHERE id = {account}"),
+    )
+    .await;
+    let (status, body) = act(
+        &app,
+        None,
+        json!({ "message_ids": [a_id], "action": "flag" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (409, json!("account_disabled")),
+        "{body}"
+    );
+    let _ = other_account;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_of_several_accounts_go_in_one_action() {
+    let app = App::start().await;
+    let (one, two) = (TestMailbox::create(), TestMailbox::create());
+    let (a, b) = (deliver(&one, "INBOX", "a"), deliver(&two, "INBOX", "b"));
+    let (status, admin) = app
+        .post(
+            "/v1/users",
+            json!({ "email": format!("admin-{}@crm.example.test", mailfleet_testkit::unique_suffix()), "is_admin": true }),
+        )
+        .await;
+    assert_eq!(status, 201, "{admin}");
+    let admin = admin["id"].as_i64().unwrap();
+    let accounts = [
+        app.connect_shared(admin, &one).await,
+        app.connect_shared(admin, &two).await,
+    ];
+    for _ in accounts {
+        let Outcome::Synced(_) = app.work_one().await else {
+            panic!("sync failed")
+        };
+    }
+    app.act_as(admin);
+    let ids = [id_of(&app, &a).await, id_of(&app, &b).await];
+    let (status, action) = act(&app, None, json!({ "message_ids": ids, "action": "flag" })).await;
+    assert_eq!(status, 202, "{action}");
+    assert_eq!(app.sync_ready().await, 2, "a sync queued for each account");
+    for _ in accounts {
+        let Outcome::Synced(_) = app.work_one().await else {
+            panic!("sync failed")
+        };
+    }
+    let (_, view) = app
+        .get(&format!("/v1/mailbox-actions/{}", action["id"]))
+        .await;
+    assert_eq!(view["state"], "done", "{view}");
+    assert_eq!(
+        server_flags(&one, "INBOX", &a).await.as_deref(),
+        Some("Flagged")
+    );
+    assert_eq!(
+        server_flags(&two, "INBOX", &b).await.as_deref(),
+        Some("Flagged")
+    );
+}
