@@ -285,6 +285,7 @@ impl ImapSession {
         )
         .await
         .map_err(|_| errors::timeout("SELECT"))??;
+        self.examining = false;
         selected
             .uidvalidity
             .ok_or_else(|| ProviderError::Protocol(format!("no UIDVALIDITY for folder {name:?}")))

@@ -25,12 +25,23 @@ pub fn tls_error(e: &rustls::Error) -> ProviderError {
     }
 }
 
+/// The server says it is limiting this client: RFC 5530's `[LIMIT]` ("too many connections",
+/// a rate), or Gmail's `[THROTTLED]`. Retried later, never taken for bad credentials. IMAP
+/// gives no time to wait: the growing delay decides.
+fn rate_limited(text: &str) -> Option<ProviderError> {
+    let upper = text.to_ascii_uppercase();
+    (upper.contains("[LIMIT]") || upper.contains("[THROTTLED]"))
+        .then_some(ProviderError::RateLimited { retry_after: None })
+}
+
 /// An error from LOGIN. `NO` means the credentials were refused, except for RFC 5530's
-/// `[UNAVAILABLE]`, which is the server's trouble and is retried.
+/// `[UNAVAILABLE]`, which is the server's trouble and is retried, and a rate limit.
 pub fn login(e: async_imap::error::Error) -> ProviderError {
     match e {
         async_imap::error::Error::No(text) => {
-            if text.to_ascii_uppercase().contains("UNAVAILABLE") {
+            if let Some(limited) = rate_limited(&text) {
+                limited
+            } else if text.to_ascii_uppercase().contains("UNAVAILABLE") {
                 ProviderError::Disconnected(format!("server unavailable at login: {text}"))
             } else {
                 ProviderError::AuthFailed(
@@ -51,7 +62,8 @@ pub fn command(e: async_imap::error::Error) -> ProviderError {
             _ => ProviderError::Disconnected(io.to_string()),
         },
         Error::ConnectionLost => ProviderError::Disconnected("connection lost".into()),
-        Error::No(t) => ProviderError::Permanent(format!("server said NO: {t}")),
+        Error::No(t) => rate_limited(&t)
+            .unwrap_or_else(|| ProviderError::Permanent(format!("server said NO: {t}"))),
         Error::Bad(t) => ProviderError::Protocol(format!("server said BAD: {t}")),
         Error::Parse(p) => ProviderError::Protocol(format!("unparseable response: {p}")),
         Error::Validate(v) => ProviderError::Permanent(v.to_string()),
@@ -68,6 +80,8 @@ pub fn refused(what: &str, bad: bool, text: &str) -> ProviderError {
     let upper = text.trim_start().to_ascii_uppercase();
     if bad {
         ProviderError::Protocol(format!("{what}: server said BAD: {text}"))
+    } else if let Some(limited) = rate_limited(text) {
+        limited
     } else if upper.starts_with("[UNAVAILABLE]") || upper.starts_with("[INUSE]") {
         ProviderError::Disconnected(format!("{what}: server unavailable: {text}"))
     } else {
@@ -85,4 +99,39 @@ pub fn read(what: &str, e: io::Error) -> ProviderError {
 
 pub fn timeout(what: &str) -> ProviderError {
     ProviderError::Timeout(what.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_imap::error::Error;
+    use mailfleet_provider::ErrorClass;
+
+    #[test]
+    fn login_refusals_are_classified_by_their_response_code() {
+        let class = |text: &str| login(Error::No(text.into())).class();
+        assert_eq!(
+            class("[AUTHENTICATIONFAILED] Invalid credentials"),
+            ErrorClass::AuthFailed
+        );
+        assert_eq!(class("Login failed."), ErrorClass::AuthFailed);
+        assert_eq!(class("[UNAVAILABLE] Try later"), ErrorClass::Transient);
+        assert_eq!(
+            class("[LIMIT] Too many connections"),
+            ErrorClass::RateLimited
+        );
+        assert_eq!(class("[THROTTLED] Slow down"), ErrorClass::RateLimited);
+        assert_eq!(
+            command(Error::No("[LIMIT] too many commands".into())).class(),
+            ErrorClass::RateLimited
+        );
+        assert_eq!(
+            refused("UID STORE", false, "[LIMIT] rate").class(),
+            ErrorClass::RateLimited
+        );
+        assert_eq!(
+            refused("UID STORE", false, "[TRYCREATE] no such folder").class(),
+            ErrorClass::Permanent
+        );
+    }
 }

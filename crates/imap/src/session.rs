@@ -50,6 +50,8 @@ pub struct ImapSession {
     pub(crate) session: async_imap::Session<ImapStream>,
     /// Wire names (modified UTF-7) of the folders the last LIST gave, by decoded name.
     wire_names: HashMap<String, String>,
+    /// A folder is open read-only (EXAMINE): some servers (Courier) refuse an APPEND to it.
+    pub(crate) examining: bool,
     pub(crate) command_timeout: Duration,
     pub(crate) extensions: Extensions,
     received: Arc<AtomicU64>,
@@ -67,6 +69,7 @@ impl ImapSession {
         Self {
             session,
             wire_names: HashMap::new(),
+            examining: false,
             command_timeout,
             extensions,
             received,
@@ -110,6 +113,7 @@ impl ImapSession {
         )
         .await
         .map_err(|_| errors::timeout("EXAMINE"))??;
+        self.examining = true;
         if ex.uidvalidity.is_none() {
             return Err(ProviderError::Protocol(format!(
                 "no UIDVALIDITY for folder {name:?}"
@@ -746,6 +750,15 @@ impl MailSession for ImapSession {
     #[tracing::instrument(name = "imap.append", skip_all, fields(folder, bytes = raw.len()))]
     async fn append_seen(&mut self, folder: &str, raw: &[u8]) -> Result<(), ProviderError> {
         self.open = None;
+        if self.examining {
+            // Courier refuses an APPEND to the folder open read-only; CLOSE after EXAMINE
+            // removes nothing (RFC 3501 §6.4.2).
+            timeout(self.command_timeout, self.session.close())
+                .await
+                .map_err(|_| errors::timeout("CLOSE"))?
+                .map_err(errors::command)?;
+            self.examining = false;
+        }
         let wire = self.wire(folder);
         timeout(
             self.command_timeout,

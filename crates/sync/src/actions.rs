@@ -45,7 +45,11 @@ pub async fn apply_pending(
     for p in pending {
         by_action.entry(p.action_id).or_default().push(p);
     }
-    let folders = Folders { remote, stored };
+    let folders = Folders {
+        remote,
+        stored,
+        touched: Default::default(),
+    };
     for (action_id, rows) in by_action {
         let outcomes = match rows[0].action.as_str() {
             "mark_read" => flag(session, &folders, &rows, FlagChange::Seen(true)).await,
@@ -86,6 +90,8 @@ pub async fn apply_pending(
 struct Folders<'a> {
     remote: &'a [RemoteFolder],
     stored: &'a [Folder],
+    /// Folders this run changed flags in.
+    touched: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Folders<'_> {
@@ -130,7 +136,24 @@ async fn flag(
             continue;
         };
         let ids: Vec<String> = rows.iter().filter_map(|r| r.remote_id.clone()).collect();
-        let since = stored.highestmodseq.and_then(|m| u64::try_from(m).ok());
+        // The folder's modseq at the last sync: a change since is another client's — unless
+        // this run changed the folder already (then the modseq moved on by our own hand, and
+        // the later change goes without the check).
+        let since = stored
+            .highestmodseq
+            .and_then(|m| u64::try_from(m).ok())
+            .filter(|_| {
+                !folders
+                    .touched
+                    .lock()
+                    .expect("not poisoned")
+                    .contains(&folder_id)
+            });
+        folders
+            .touched
+            .lock()
+            .expect("not poisoned")
+            .insert(folder_id);
         let outcomes = match session.set_flag(remote, &ids, change, since).await {
             Ok(o) => o,
             Err(e) => {

@@ -251,11 +251,17 @@ impl App {
     /// Connects `mailbox` over IMAPS (certificate verified against the test CA), as a
     /// personal account of a new user, who becomes the acting user.
     pub async fn connect_account(&self, mailbox: &TestMailbox, extra: Value) -> Value {
+        self.connect_with(&mailbox.address, &mailbox.password, extra)
+            .await
+    }
+
+    /// `connect_account` for any address and password (a user of another IMAP server).
+    pub async fn connect_with(&self, address: &str, password: &str, extra: Value) -> Value {
         let owner = self.create_user().await;
         self.act_as(owner);
         let mut body = json!({
             "provider": "imap", "kind": "personal", "owner_user_id": owner,
-            "email": mailbox.address, "password": mailbox.password,
+            "email": address, "password": password,
             "imap": { "host": "127.0.0.1", "port": 993, "encryption": "ssl" },
             "smtp": { "host": "127.0.0.1", "port": 587, "encryption": "starttls" },
             "sync_from": "3_months", "create_contacts": false
@@ -396,6 +402,37 @@ pub async fn raw_session(mailbox: &TestMailbox) -> async_imap::Session<tokio::ne
     client.read_response().await.unwrap();
     client
         .login(&mailbox.address, &mailbox.password)
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap()
+}
+
+/// The user's other mail program over IMAPS on `port` (certificate checked against the test
+/// CA): what works on every server, Cyrus included (it refuses LOGIN without TLS).
+pub type OtherClient = async_imap::Session<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+pub async fn other_client(port: u16, login: &str, password: &str) -> OtherClient {
+    use rustls_pki_types::pem::PemObject;
+    let ca = std::fs::read(ca_file()).expect("test CA (run scripts/services-up.sh)");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let mut client = async_imap::Client::new(tls);
+    client.read_response().await.unwrap();
+    client
+        .login(login, password)
         .await
         .map_err(|(e, _)| e)
         .unwrap()

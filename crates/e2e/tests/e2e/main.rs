@@ -3,6 +3,7 @@
 mod actions;
 mod api;
 mod app;
+mod conformance;
 mod connection;
 mod credentials;
 mod errors;
