@@ -50,7 +50,7 @@ struct Copied {
 
 /// What a command answered, as far as the actions need it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Reply {
+pub(crate) struct Reply {
     /// `None` until the tagged response came.
     status: Option<Tagged>,
     /// The tagged response's text, with its response code.
@@ -63,6 +63,8 @@ struct Reply {
     copied: Option<Copied>,
     /// RFC 7162 `[MODIFIED <uid-set>]`: messages a conditional STORE left alone.
     modified: Vec<RangeInclusive<u32>>,
+    /// (UID, RFC 8474 EMAILID) of `* FETCH` responses that carry both.
+    pub(crate) email_ids: Vec<(u32, String)>,
 }
 
 impl Reply {
@@ -107,6 +109,13 @@ impl Reply {
                 });
                 if let (Some(uid), Some(size)) = (uid, size) {
                     self.sizes.push((uid, size));
+                }
+                let email_id = attrs.iter().find_map(|a| match a {
+                    AttributeValue::EmailId(id) => Some(id.to_string()),
+                    _ => None,
+                });
+                if let (Some(uid), Some(id)) = (uid, email_id) {
+                    self.email_ids.push((uid, id));
                 }
                 false
             }
@@ -267,7 +276,11 @@ enum Plan {
 
 impl ImapSession {
     /// A raw command, answered within the command timeout.
-    async fn command(&mut self, command: &str, what: &str) -> Result<Reply, ProviderError> {
+    pub(crate) async fn command(
+        &mut self,
+        command: &str,
+        what: &str,
+    ) -> Result<Reply, ProviderError> {
         self.drain_unsolicited();
         timeout(self.command_timeout, run(&mut self.session, command, what))
             .await

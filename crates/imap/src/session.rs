@@ -199,6 +199,20 @@ impl ImapSession {
             }
         }
         out.sort_by_key(|m| uid_of(&m.remote_id));
+        if self.extensions.objectid && !out.is_empty() {
+            // RFC 8474: the message's own id, the same in every folder that holds it.
+            let uids: Vec<u32> = out.iter().filter_map(|m| uid_of(&m.remote_id)).collect();
+            let reply = self
+                .command(
+                    &format!("UID FETCH {} (UID EMAILID)", uid_set(&uids)),
+                    "UID FETCH EMAILID",
+                )
+                .await?;
+            let ids: HashMap<u32, String> = reply.email_ids.into_iter().collect();
+            for m in &mut out {
+                m.provider_id = uid_of(&m.remote_id).and_then(|u| ids.get(&u).cloned());
+            }
+        }
         Ok(out)
     }
 

@@ -470,6 +470,82 @@ async fn auth_failure(server: Server) {
     );
 }
 
+/// Where the server gives folders and messages ids of their own (RFC 8474 OBJECTID): a
+/// renamed folder keeps its row and messages, and a copy in another folder is the same
+/// message (its EMAILID), one row in two folders. Servers without ids skip this.
+async fn object_ids(server: Server) {
+    let app = App::start().await;
+    let user = User::create(server);
+    if !user.has("OBJECTID").await {
+        return;
+    }
+    let projects = server.folder("Projects");
+    let mut c = user.client().await;
+    c.create(&projects).await.unwrap();
+    c.logout().await.unwrap();
+    let a = user.deliver("INBOX", "a", Duration::days(1)).await;
+    let p = user.deliver("Projects", "p", Duration::days(1)).await;
+    let id = connect(
+        &app,
+        &user,
+        json!({ "active_folders": ["INBOX", projects] }),
+    )
+    .await;
+    sync(&app, id).await;
+    let (a_id, p_id) = (row_of(&app, &a).await, row_of(&app, &p).await);
+
+    // A copy: the same message (EMAILID), now in two folders.
+    let mut c = user.client().await;
+    let uid = User::find(&mut c, "INBOX", &a).await.unwrap();
+    c.uid_copy(uid.to_string(), &projects).await.unwrap();
+    c.logout().await.unwrap();
+    let report = sync(&app, id).await;
+    assert_eq!(
+        (report.messages_added, report.messages_attached),
+        (0, 1),
+        "{server:?}: {report:?}"
+    );
+    let (_, m) = app.get(&format!("/v1/messages/{a_id}")).await;
+    let mut shown: Vec<String> = serde_json::from_value(m["folders"].clone()).unwrap();
+    shown.sort();
+    let mut expected = vec!["INBOX".to_string(), projects.clone()];
+    expected.sort();
+    assert_eq!(shown, expected, "{server:?}: {m}");
+
+    // A rename: the folder keeps its row, its messages and its being active.
+    let renamed = server.folder("Projects 2026");
+    let mut c = user.client().await;
+    c.rename(&projects, &renamed).await.unwrap();
+    c.logout().await.unwrap();
+    let mut conn = app.store.conn().await.unwrap();
+    mailfleet_store::accounts::backdate_folder_refresh(&mut conn, id, 7200)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(app.scheduler.tick_refreshes().await.unwrap(), 1);
+    let refresh = app.broker.names().refresh.clone();
+    match app.worker.process_one_from(&refresh).await.unwrap() {
+        Outcome::Refreshed(r) => {
+            assert_eq!(
+                r.renamed,
+                vec![(projects.clone(), renamed.clone())],
+                "{server:?}: {r:?}"
+            )
+        }
+        other => panic!("expected a refresh, got {other:?}"),
+    }
+    let report = sync(&app, id).await;
+    assert_eq!(
+        (report.messages_added, report.messages_deleted),
+        (0, 0),
+        "{server:?}: {report:?}"
+    );
+    assert_eq!(row_of(&app, &p).await, p_id, "{server:?}: the same row");
+    let all = folders(&app, id).await;
+    let f = folder(&all, &renamed);
+    assert_eq!((f.1, f.2), (2, true), "{server:?}: {all:?}");
+}
+
 macro_rules! conformance {
     ($($server:ident: $variant:expr),+ $(,)?) => {$(
         mod $server {
@@ -493,6 +569,11 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_refused_password_disables_the_account() {
                 auth_failure($variant).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn with_object_ids_renames_and_copies_keep_identity() {
+                object_ids($variant).await;
             }
         }
     )+};
