@@ -348,13 +348,34 @@ async fn actions_are_refused_clearly_and_recorded_once_per_key() {
     let account = connect(&app, &mailbox).await;
     let owner = app.acting().unwrap();
     let a_id = id_of(&app, &a).await;
+    // Carol is a contact: the other user's mail from her is on her profile, for anyone.
+    execute(
+        &app.db.url,
+        "INSERT INTO contacts (email, name) VALUES ('carol@client.example.org', 'Carol')",
+    )
+    .await;
     let other_box = TestMailbox::create();
     let b = deliver(&other_box, "INBOX", "b");
     let other_account = connect(&app, &other_box).await;
     let b_id = id_of(&app, &b).await;
     app.act_as(owner);
+    let carol = count(
+        &app.db.url,
+        "SELECT id AS count FROM contacts WHERE email = 'carol@client.example.org'",
+    )
+    .await;
+    let (_, profile) = app.get(&format!("/v1/contacts/{carol}/messages")).await;
+    assert!(
+        profile["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == b_id),
+        "{profile}"
+    );
 
-    // Another user's message: not found; so is a message that does not exist.
+    // Another user's message — even one seen on a contact's profile — is not found; nor is
+    // a message that does not exist.
     for ids in [json!([b_id]), json!([a_id, 999_999_999])] {
         let (status, body) = act(&app, None, json!({ "message_ids": ids, "action": "flag" })).await;
         assert_eq!(
