@@ -368,6 +368,25 @@ impl App {
         .await
     }
 
+    /// Asks for a sync of the account and runs it; fails the test unless it syncs.
+    pub async fn sync(&self, account_id: i64) -> mailfleet_sync::SyncReport {
+        self.post(&format!("/v1/accounts/{account_id}/sync"), json!({}))
+            .await;
+        match self.work_one().await {
+            Outcome::Synced(r) => r,
+            other => panic!("sync failed: {other:?}"),
+        }
+    }
+
+    /// The row id of the stored message with this Message-ID.
+    pub async fn row_of(&self, message_id: &str) -> i64 {
+        mailfleet_testkit::count(
+            &self.db.url,
+            &format!("SELECT id AS count FROM messages WHERE message_id = '{message_id}'"),
+        )
+        .await
+    }
+
     /// Runs exactly one queued job; fails the test if the queue is empty.
     pub async fn work_one(&self) -> Outcome {
         match self.worker.process_one().await.unwrap() {
@@ -436,6 +455,31 @@ pub async fn other_client(port: u16, login: &str, password: &str) -> OtherClient
         .await
         .map_err(|(e, _)| e)
         .unwrap()
+}
+
+/// Writes a message from carol@client.example.org into `folder`, received two hours ago;
+/// returns its Message-ID.
+pub fn deliver(mailbox: &TestMailbox, folder: &str, tag: &str) -> String {
+    let id = format!("{tag}@example.org");
+    let date = Utc::now() - Duration::hours(2);
+    let raw = mailfleet_mailgen::simple_message(
+        "carol@client.example.org",
+        &mailbox.address,
+        tag,
+        "body",
+        &id,
+        date,
+    );
+    mailbox
+        .write_message(
+            folder,
+            &raw,
+            std::time::SystemTime::from(date),
+            false,
+            false,
+        )
+        .unwrap();
+    id
 }
 
 /// A mailbox of `count` small messages over INBOX, Sent and Archive from the last 60 days.

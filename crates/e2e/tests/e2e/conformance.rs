@@ -210,15 +210,6 @@ async fn connect(app: &App, user: &User, extra: Value) -> i64 {
         .unwrap()
 }
 
-async fn sync(app: &App, id: i64) -> mailfleet_sync::SyncReport {
-    app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
-        .await;
-    match app.work_one().await {
-        Outcome::Synced(r) => r,
-        other => panic!("sync failed: {other:?}"),
-    }
-}
-
 /// Stored messages per folder name, and which folders are active.
 async fn folders(app: &App, id: i64) -> Vec<(String, i64, bool)> {
     let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
@@ -242,14 +233,6 @@ fn folder<'a>(all: &'a [(String, i64, bool)], name: &str) -> &'a (String, i64, b
         .unwrap_or_else(|| panic!("no folder {name} in {all:?}"))
 }
 
-async fn row_of(app: &App, message_id: &str) -> i64 {
-    count(
-        &app.db.url,
-        &format!("SELECT id AS count FROM messages WHERE message_id = '{message_id}'"),
-    )
-    .await
-}
-
 async fn act(app: &App, body: Value) -> Value {
     let (status, action) = app.post("/v1/mailbox-actions", body).await;
     assert_eq!(status, 202, "{action}");
@@ -268,7 +251,7 @@ async fn first_sync(server: Server) {
     user.deliver("Trash", "trashed", Duration::days(1)).await;
     user.deliver("Junk", "junk", Duration::days(1)).await;
     let id = connect(&app, &user, json!({})).await;
-    let report = sync(&app, id).await;
+    let report = app.sync(id).await;
     assert_eq!(report.messages_added, 2, "{server:?}: {report:?}");
     let all = folders(&app, id).await;
     assert_eq!(
@@ -285,7 +268,7 @@ async fn first_sync(server: Server) {
             "{server:?}: {skipped} is not synced first"
         );
     }
-    assert!(row_of(&app, &recent).await > 0);
+    assert!(app.row_of(&recent).await > 0);
     assert_eq!(
         count(
             &app.db.url,
@@ -308,11 +291,11 @@ async fn both_ways(server: Server) {
     );
     let archive = server.folder("Archive");
     let id = connect(&app, &user, json!({ "active_folders": ["INBOX", archive] })).await;
-    sync(&app, id).await;
+    app.sync(id).await;
     let (a_id, b_id, c_id) = (
-        row_of(&app, &a).await,
-        row_of(&app, &b).await,
-        row_of(&app, &c).await,
+        app.row_of(&a).await,
+        app.row_of(&b).await,
+        app.row_of(&c).await,
     );
 
     // The other client: new mail, a flag, a deletion, a move.
@@ -320,10 +303,10 @@ async fn both_ways(server: Server) {
     user.store("INBOX", &a, "+FLAGS.SILENT (\\Flagged)").await;
     user.delete("INBOX", &b).await;
     user.move_to("Archive", "INBOX", &c).await;
-    let report = sync(&app, id).await;
+    let report = app.sync(id).await;
     assert_eq!(report.messages_added, 1, "{server:?}: {report:?}");
     assert_eq!(report.messages_attached, 1, "{server:?}: {report:?}");
-    assert!(row_of(&app, &d).await > 0);
+    assert!(app.row_of(&d).await > 0);
     let (_, m) = app.get(&format!("/v1/messages/{a_id}")).await;
     assert_eq!(m["flags"], json!(["\\Flagged"]), "{server:?}: {m}");
     let (status, _) = app.get(&format!("/v1/messages/{b_id}")).await;
@@ -347,7 +330,7 @@ async fn both_ways(server: Server) {
         json!({ "message_ids": [c_id], "action": "move", "folder": archive }),
     )
     .await;
-    let report = sync(&app, id).await;
+    let report = app.sync(id).await;
     assert_eq!(report.actions.done, 3, "{server:?}: {report:?}");
     assert_eq!(
         user.flags("INBOX", &a).await,
@@ -355,7 +338,7 @@ async fn both_ways(server: Server) {
     );
     assert_eq!(user.flags("INBOX", &c).await, None, "{server:?}");
     assert!(user.flags("Archive", &c).await.is_some(), "{server:?}");
-    let report = sync(&app, id).await;
+    let report = app.sync(id).await;
     assert_eq!(
         (
             report.messages_added,
@@ -365,7 +348,7 @@ async fn both_ways(server: Server) {
         (0, 0, 0),
         "{server:?}: the CRM's move is known: {report:?}"
     );
-    assert_eq!(row_of(&app, &c).await, c_id);
+    assert_eq!(app.row_of(&c).await, c_id);
     let (_, m) = app.get(&format!("/v1/messages/{c_id}")).await;
     assert_eq!(m["folders"], json!([archive]), "{server:?}: {m}");
 
@@ -373,10 +356,10 @@ async fn both_ways(server: Server) {
     act(&app, json!({ "message_ids": [a_id], "action": "trash" })).await;
     act(
         &app,
-        json!({ "message_ids": [row_of(&app, &d).await], "action": "mark_spam" }),
+        json!({ "message_ids": [app.row_of(&d).await], "action": "mark_spam" }),
     )
     .await;
-    let report = sync(&app, id).await;
+    let report = app.sync(id).await;
     assert_eq!(report.actions.done, 2, "{server:?}: {report:?}");
     assert!(
         user.flags("Trash", &a).await.is_some(),
@@ -392,7 +375,7 @@ async fn both_ways(server: Server) {
     if user.has("CONDSTORE").await {
         act(&app, json!({ "message_ids": [c_id], "action": "flag" })).await;
         user.store("Archive", &c, "+FLAGS.SILENT (\\Seen)").await;
-        let report = sync(&app, id).await;
+        let report = app.sync(id).await;
         assert_eq!(report.actions.conflicts, 1, "{server:?}: {report:?}");
         assert_eq!(
             user.flags("Archive", &c).await,
@@ -407,7 +390,7 @@ async fn sent_copy(server: Server) {
     let app = App::start().await;
     let user = User::create(server);
     let id = connect(&app, &user, json!({ "active_folders": ["INBOX"] })).await;
-    sync(&app, id).await;
+    app.sync(id).await;
     let (status, sent) = app
         .post(
             "/v1/messages",
@@ -491,15 +474,15 @@ async fn object_ids(server: Server) {
         json!({ "active_folders": ["INBOX", projects] }),
     )
     .await;
-    sync(&app, id).await;
-    let (a_id, p_id) = (row_of(&app, &a).await, row_of(&app, &p).await);
+    app.sync(id).await;
+    let (a_id, p_id) = (app.row_of(&a).await, app.row_of(&p).await);
 
     // A copy: the same message (EMAILID), now in two folders.
     let mut c = user.client().await;
     let uid = User::find(&mut c, "INBOX", &a).await.unwrap();
     c.uid_copy(uid.to_string(), &projects).await.unwrap();
     c.logout().await.unwrap();
-    let report = sync(&app, id).await;
+    let report = app.sync(id).await;
     assert_eq!(
         (report.messages_added, report.messages_attached),
         (0, 1),
@@ -534,13 +517,13 @@ async fn object_ids(server: Server) {
         }
         other => panic!("expected a refresh, got {other:?}"),
     }
-    let report = sync(&app, id).await;
+    let report = app.sync(id).await;
     assert_eq!(
         (report.messages_added, report.messages_deleted),
         (0, 0),
         "{server:?}: {report:?}"
     );
-    assert_eq!(row_of(&app, &p).await, p_id, "{server:?}: the same row");
+    assert_eq!(app.row_of(&p).await, p_id, "{server:?}: the same row");
     let all = folders(&app, id).await;
     let f = folder(&all, &renamed);
     assert_eq!((f.1, f.2), (2, true), "{server:?}: {all:?}");
@@ -580,6 +563,35 @@ macro_rules! conformance {
 }
 
 conformance!(dovecot: Server::Dovecot, cyrus: Server::Cyrus, courier: Server::Courier);
+
+/// Network trouble (nobody listening where the server was) is transient: retried later with
+/// a growing delay, the account stays enabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_out_of_reach_is_transient_and_never_disables_the_account() {
+    let app = App::start().await;
+    // A port nobody listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let id = app
+        .connect_with(
+            "away@example.test",
+            "secret",
+            json!({ "imap": { "host": "127.0.0.1", "port": port, "encryption": "ssl" } }),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let Outcome::Failed(e) = app.work_one().await else {
+        panic!("expected a network failure")
+    };
+    assert_eq!(e.class(), ErrorClass::Transient, "{e}");
+    let (_, view) = app.get(&format!("/v1/accounts/{id}")).await;
+    assert_eq!(view["state"], "active", "{view}");
+    assert!(view["last_error"].is_string(), "{view}");
+}
 
 /// A provider's rate limit (IMAP: RFC 5530 `[LIMIT]`, Gmail's `[THROTTLED]`) is retried
 /// later — at the time the provider gave, else after the growing delay — and never taken for

@@ -2,30 +2,9 @@
 //! when another mail client moves it to another active folder, in either order of the sync's
 //! folders; moved where no active folder holds it, it goes after one complete sync.
 
-use crate::app::{App, raw_session};
-use chrono::{Duration, Utc};
+use crate::app::{App, deliver, raw_session};
 use mailfleet_testkit::{TestMailbox, count, strings};
-use mailfleet_worker::Outcome;
 use serde_json::json;
-use std::time::SystemTime;
-
-/// Writes a message from a known contact into `folder`; returns its Message-ID.
-fn deliver(mailbox: &TestMailbox, folder: &str, tag: &str) -> String {
-    let id = format!("{tag}@example.org");
-    let date = Utc::now() - Duration::hours(2);
-    let raw = mailfleet_mailgen::simple_message(
-        "carol@client.example.org",
-        &mailbox.address,
-        tag,
-        "body",
-        &id,
-        date,
-    );
-    mailbox
-        .write_message(folder, &raw, SystemTime::from(date), false, false)
-        .unwrap();
-    id
-}
 
 /// (row id, folder names, contact links) of the message with this Message-ID.
 async fn row(app: &App, message_id: &str) -> (i64, Vec<String>, i64) {
@@ -48,15 +27,6 @@ async fn row(app: &App, message_id: &str) -> (i64, Vec<String>, i64) {
     )
     .await;
     (id, folders, links)
-}
-
-async fn sync(app: &App, id: i64) -> mailfleet_sync::SyncReport {
-    app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
-        .await;
-    match app.work_one().await {
-        Outcome::Synced(r) => r,
-        other => panic!("sync failed: {other:?}"),
-    }
 }
 
 /// Moves the message with this Message-ID from `from` to `to` (UID MOVE, RFC 6851).
@@ -90,7 +60,7 @@ async fn a_message_moved_in_another_client_keeps_its_row_links_and_id() {
         .await["id"]
         .as_i64()
         .unwrap();
-    sync(&app, id).await;
+    app.sync(id).await;
     let (down_id, folders, links) = row(&app, &down).await;
     assert_eq!((folders, links), (vec!["INBOX".to_string()], 1));
     let (up_id, folders, _) = row(&app, &up).await;
@@ -98,7 +68,7 @@ async fn a_message_moved_in_another_client_keeps_its_row_links_and_id() {
 
     move_elsewhere(&mailbox, &down, "INBOX", "Archive").await;
     move_elsewhere(&mailbox, &up, "Archive", "INBOX").await;
-    let report = sync(&app, id).await;
+    let report = app.sync(id).await;
     assert_eq!(report.messages_added, 0, "{report:?}");
     assert_eq!(report.messages_attached, 2, "{report:?}");
     assert_eq!(report.messages_removed, 2, "{report:?}");
@@ -135,11 +105,11 @@ async fn a_message_moved_to_an_inactive_folder_goes_after_one_complete_sync() {
         .await["id"]
         .as_i64()
         .unwrap();
-    sync(&app, id).await;
+    app.sync(id).await;
     assert_eq!(app.message_count(id).await, 1);
 
     move_elsewhere(&mailbox, &gone, "INBOX", "Projects").await;
-    let report = sync(&app, id).await;
+    let report = app.sync(id).await;
     assert_eq!(report.messages_removed, 1, "{report:?}");
     // Hidden at once (the API shows no orphan), kept one more sync in case it turns up.
     assert_eq!(app.message_count(id).await, 0);
@@ -147,7 +117,7 @@ async fn a_message_moved_to_an_inactive_folder_goes_after_one_complete_sync() {
     let (_, page) = app.get(&format!("/v1/messages?account_id={id}")).await;
     assert_eq!(page["messages"], json!([]), "{page}");
 
-    let report = sync(&app, id).await;
+    let report = app.sync(id).await;
     assert_eq!(report.messages_deleted, 1, "{report:?}");
     assert_eq!(app.orphan_count(id).await, 0);
 }

@@ -1,40 +1,11 @@
 //! `POST /v1/mailbox-actions`: what a user does in the CRM shows at once, reaches the mailbox
 //! at the account's next sync (Dovecot here), and is applied once.
 
-use crate::app::{App, raw_session};
-use chrono::{Duration, Utc};
+use crate::app::{App, deliver, raw_session};
 use futures::TryStreamExt;
 use mailfleet_testkit::{TestMailbox, count, execute};
 use mailfleet_worker::Outcome;
 use serde_json::{Value, json};
-use std::time::SystemTime;
-
-/// Writes a message into `folder`; returns its Message-ID.
-fn deliver(mailbox: &TestMailbox, folder: &str, tag: &str) -> String {
-    let id = format!("{tag}@example.org");
-    let date = Utc::now() - Duration::hours(2);
-    let raw = mailfleet_mailgen::simple_message(
-        "carol@client.example.org",
-        &mailbox.address,
-        tag,
-        "body",
-        &id,
-        date,
-    );
-    mailbox
-        .write_message(folder, &raw, SystemTime::from(date), false, false)
-        .unwrap();
-    id
-}
-
-/// The row id of the message with this Message-ID.
-async fn id_of(app: &App, message_id: &str) -> i64 {
-    count(
-        &app.db.url,
-        &format!("SELECT id AS count FROM messages WHERE message_id = '{message_id}'"),
-    )
-    .await
-}
 
 async fn act(app: &App, key: Option<&str>, body: Value) -> (u16, Value) {
     app.request_as(
@@ -45,15 +16,6 @@ async fn act(app: &App, key: Option<&str>, body: Value) -> (u16, Value) {
         Some(body),
     )
     .await
-}
-
-async fn sync(app: &App, id: i64) -> mailfleet_sync::SyncReport {
-    app.post(&format!("/v1/accounts/{id}/sync"), json!({}))
-        .await;
-    match app.work_one().await {
-        Outcome::Synced(r) => r,
-        other => panic!("sync failed: {other:?}"),
-    }
 }
 
 /// The flags the server holds for the message with this Message-ID in `folder` (`None`: it
@@ -103,7 +65,7 @@ async fn connect(app: &App, mailbox: &TestMailbox) -> i64 {
         .await["id"]
         .as_i64()
         .unwrap();
-    sync(app, id).await;
+    app.sync(id).await;
     id
 }
 
@@ -116,7 +78,7 @@ async fn flags_and_moves_show_at_once_and_reach_the_mailbox_at_the_next_sync() {
         deliver(&mailbox, "INBOX", "b"),
     );
     let account = connect(&app, &mailbox).await;
-    let (a_id, b_id) = (id_of(&app, &a).await, id_of(&app, &b).await);
+    let (a_id, b_id) = (app.row_of(&a).await, app.row_of(&b).await);
 
     let (status, action) = act(
         &app,
@@ -150,7 +112,7 @@ async fn flags_and_moves_show_at_once_and_reach_the_mailbox_at_the_next_sync() {
     let (_, m) = app.get(&format!("/v1/messages/{a_id}")).await;
     assert_eq!(m["flags"], json!(["\\Seen"]), "{m}");
 
-    let report = sync(&app, account).await;
+    let report = app.sync(account).await;
     assert_eq!(report.actions.done, 2, "{report:?}");
     let (_, done) = app
         .get(&format!("/v1/mailbox-actions/{}", action["id"]))
@@ -183,7 +145,7 @@ async fn flags_and_moves_show_at_once_and_reach_the_mailbox_at_the_next_sync() {
         .get(&format!("/v1/messages?account_id={account}&folder=INBOX"))
         .await;
     assert_eq!(inbox["messages"].as_array().unwrap().len(), 1, "{inbox}");
-    sync(&app, account).await;
+    app.sync(account).await;
     assert_eq!(
         (
             copies(&mailbox, "INBOX", &b).await,
@@ -191,8 +153,8 @@ async fn flags_and_moves_show_at_once_and_reach_the_mailbox_at_the_next_sync() {
         ),
         (0, 1)
     );
-    assert_eq!(id_of(&app, &b).await, b_id);
-    let report = sync(&app, account).await;
+    assert_eq!(app.row_of(&b).await, b_id);
+    let report = app.sync(account).await;
     assert_eq!(
         (
             report.messages_added,
@@ -218,9 +180,9 @@ async fn flags_and_moves_show_at_once_and_reach_the_mailbox_at_the_next_sync() {
     assert_eq!(status, 202, "{trashed}");
     let (_, m) = app.get(&format!("/v1/messages/{a_id}")).await;
     assert_eq!(m["folders"], json!([]), "{m}");
-    sync(&app, account).await;
+    app.sync(account).await;
     assert_eq!(copies(&mailbox, "Trash", &a).await, 1);
-    sync(&app, account).await;
+    app.sync(account).await;
     let (status, _) = app.get(&format!("/v1/messages/{a_id}")).await;
     assert_eq!(status, 404);
     assert_eq!(app.orphan_count(account).await, 0);
@@ -235,7 +197,7 @@ async fn a_change_made_meanwhile_elsewhere_or_a_gone_message_is_a_conflict_not_o
         deliver(&mailbox, "INBOX", "b"),
     );
     let account = connect(&app, &mailbox).await;
-    let (a_id, b_id) = (id_of(&app, &a).await, id_of(&app, &b).await);
+    let (a_id, b_id) = (app.row_of(&a).await, app.row_of(&b).await);
     let (_, action) = act(
         &app,
         None,
@@ -264,7 +226,7 @@ async fn a_change_made_meanwhile_elsewhere_or_a_gone_message_is_a_conflict_not_o
     let _: Vec<_> = s.expunge().await.unwrap().try_collect().await.unwrap();
     s.logout().await.unwrap();
 
-    let report = sync(&app, account).await;
+    let report = app.sync(account).await;
     assert_eq!(report.actions.conflicts, 2, "{report:?}");
     let (_, view) = app
         .get(&format!("/v1/mailbox-actions/{}", action["id"]))
@@ -283,7 +245,7 @@ async fn a_change_made_meanwhile_elsewhere_or_a_gone_message_is_a_conflict_not_o
         (json!(["\\Seen"]), json!(false))
     );
     // The gone message had no further command, and it goes.
-    sync(&app, account).await;
+    app.sync(account).await;
     let (status, _) = app.get(&format!("/v1/messages/{b_id}")).await;
     assert_eq!(status, 404);
 }
@@ -294,7 +256,7 @@ async fn a_move_interrupted_after_the_server_moved_it_is_applied_once() {
     let mailbox = TestMailbox::create();
     let a = deliver(&mailbox, "INBOX", "a");
     let account = connect(&app, &mailbox).await;
-    let a_id = id_of(&app, &a).await;
+    let a_id = app.row_of(&a).await;
     let (_, action) = act(
         &app,
         None,
@@ -319,7 +281,7 @@ async fn a_move_interrupted_after_the_server_moved_it_is_applied_once() {
     s.uid_mv(uid.to_string(), "Archive").await.unwrap();
     s.logout().await.unwrap();
 
-    let report = sync(&app, account).await;
+    let report = app.sync(account).await;
     assert_eq!(report.actions.done, 1, "{report:?}");
     let (_, view) = app
         .get(&format!("/v1/mailbox-actions/{}", action["id"]))
@@ -347,7 +309,7 @@ async fn actions_are_refused_clearly_and_recorded_once_per_key() {
     let a = deliver(&mailbox, "INBOX", "a");
     let account = connect(&app, &mailbox).await;
     let owner = app.acting().unwrap();
-    let a_id = id_of(&app, &a).await;
+    let a_id = app.row_of(&a).await;
     // Carol is a contact: the other user's mail from her is on her profile, for anyone.
     execute(
         &app.db.url,
@@ -357,7 +319,7 @@ async fn actions_are_refused_clearly_and_recorded_once_per_key() {
     let other_box = TestMailbox::create();
     let b = deliver(&other_box, "INBOX", "b");
     let other_account = connect(&app, &other_box).await;
-    let b_id = id_of(&app, &b).await;
+    let b_id = app.row_of(&b).await;
     app.act_as(owner);
     let carol = count(
         &app.db.url,
@@ -484,7 +446,7 @@ async fn messages_of_several_accounts_go_in_one_action() {
         };
     }
     app.act_as(admin);
-    let ids = [id_of(&app, &a).await, id_of(&app, &b).await];
+    let ids = [app.row_of(&a).await, app.row_of(&b).await];
     let (status, action) = act(&app, None, json!({ "message_ids": ids, "action": "flag" })).await;
     assert_eq!(status, 202, "{action}");
     assert_eq!(app.sync_ready().await, 2, "a sync queued for each account");
