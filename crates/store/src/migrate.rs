@@ -65,27 +65,26 @@ pub async fn ensure_database(database_url: &str) -> Result<bool, StoreError> {
     }
 }
 
-/// `url` with its database name replaced by `name` (query parameters kept).
+/// `url` with its database name replaced by `name` (user, password, host and query kept);
+/// `None` when `url` is not a URL or names no database.
 pub fn with_database(url: &str, name: &str) -> Option<String> {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let (server, _) = base
-        .rsplit_once('/')
-        .filter(|(s, _)| s.contains("://") && !s.ends_with('/'))?;
-    Some(match query {
-        Some(q) => format!("{server}/{name}?{q}"),
-        None => format!("{server}/{name}"),
-    })
+    let mut parsed = url::Url::parse(url).ok()?;
+    database_name(url)?;
+    parsed.set_path(&format!("/{name}"));
+    Some(parsed.to_string())
 }
 
-/// The database name in `url`.
-pub fn database_name(url: &str) -> Option<&str> {
-    let base = url.split_once('?').map_or(url, |(b, _)| b);
-    base.rsplit_once('/')
-        .filter(|(s, _)| s.contains("://") && !s.ends_with('/'))
-        .map(|(_, n)| n)
+/// The database name in `url` (percent-decoded), if it names one.
+pub fn database_name(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let name = parsed.path().strip_prefix('/')?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    percent_encoding::percent_decode_str(name)
+        .decode_utf8()
+        .ok()
+        .map(|n| n.into_owned())
 }
 
 #[cfg(test)]
@@ -103,9 +102,15 @@ mod tests {
             Some("postgres://u@h/x?sslmode=disable")
         );
         assert_eq!(
-            database_name("postgres://u@h/app?sslmode=disable"),
+            database_name("postgres://u@h/app?sslmode=disable").as_deref(),
             Some("app")
         );
+        // A password with URL-special characters survives, percent-encoded as it came.
+        assert_eq!(
+            with_database("postgres://u:p%40ss%2Fw@h:5432/app", "x").as_deref(),
+            Some("postgres://u:p%40ss%2Fw@h:5432/x")
+        );
+        assert_eq!(with_database("not a url", "x"), None);
         assert_eq!(with_database("postgres://u@h", "x"), None);
         assert_eq!(database_name("postgres://u@h"), None);
     }

@@ -352,6 +352,20 @@ async fn both_ways(server: Server) {
     let (_, m) = app.get(&format!("/v1/messages/{c_id}")).await;
     assert_eq!(m["folders"], json!([archive]), "{server:?}: {m}");
 
+    // And back: unread, flagged.
+    act(
+        &app,
+        json!({ "message_ids": [a_id], "action": "mark_unread" }),
+    )
+    .await;
+    act(&app, json!({ "message_ids": [a_id], "action": "flag" })).await;
+    let report = app.sync(id).await;
+    assert_eq!(report.actions.done, 2, "{server:?}: {report:?}");
+    assert_eq!(
+        user.flags("INBOX", &a).await,
+        Some(vec!["Flagged".to_string()])
+    );
+
     // Trash and spam: to the server's Trash and Junk; they leave the CRM.
     act(&app, json!({ "message_ids": [a_id], "action": "trash" })).await;
     act(
