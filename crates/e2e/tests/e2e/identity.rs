@@ -121,3 +121,51 @@ async fn a_message_moved_to_an_inactive_folder_goes_after_one_complete_sync() {
     assert_eq!(report.messages_deleted, 1, "{report:?}");
     assert_eq!(app.orphan_count(id).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivating_a_folder_keeps_the_messages_another_active_folder_holds() {
+    let app = App::start().await;
+    let mailbox = TestMailbox::create();
+    let only_archive = deliver(&mailbox, "Archive", "only-archive");
+    let both = deliver(&mailbox, "INBOX", "both");
+    let id = app
+        .connect_account(&mailbox, json!({ "active_folders": ["INBOX", "Archive"] }))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    app.sync(id).await;
+    // Another client copies `both` to Archive: one row, two folders.
+    let mut s = raw_session(&mailbox).await;
+    s.select("INBOX").await.unwrap();
+    s.uid_copy("1:*", "Archive").await.unwrap();
+    s.logout().await.unwrap();
+    let report = app.sync(id).await;
+    assert_eq!(
+        (report.messages_added, report.messages_attached),
+        (0, 1),
+        "{report:?}"
+    );
+    let (both_id, folders, _) = row(&app, &both).await;
+    assert_eq!(folders, ["Archive", "INBOX"]);
+
+    let (status, view) = app
+        .put(
+            &format!("/v1/accounts/{id}/folders"),
+            json!({ "active": ["INBOX"] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(
+        row(&app, &both).await,
+        (both_id, vec!["INBOX".to_string()], 0)
+    );
+    assert_eq!(
+        count(
+            &app.db.url,
+            &format!("SELECT count(*) AS count FROM messages WHERE message_id = '{only_archive}'")
+        )
+        .await,
+        0,
+        "in no active folder: gone at once"
+    );
+}

@@ -402,6 +402,19 @@ async fn actions_are_refused_clearly_and_recorded_once_per_key() {
         (status, reused["code"].clone()),
         (409, json!("idempotency_key_reused"))
     );
+    // Only the user who asked (or who may use every account it touches) sees it.
+    let stranger = app.create_user().await;
+    let (status, _) = app
+        .request_as(
+            reqwest::Method::GET,
+            &format!("/v1/mailbox-actions/{}", first["id"]),
+            Some(stranger),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    app.act_as(owner);
 
     // A disabled account is 409.
     execute(
