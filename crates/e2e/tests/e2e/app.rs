@@ -482,6 +482,51 @@ pub fn deliver(mailbox: &TestMailbox, folder: &str, tag: &str) -> String {
     id
 }
 
+/// What the other client's session (plain or TLS) must be.
+pub trait ImapIo:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send
+{
+}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send> ImapIo
+    for T
+{
+}
+
+/// UIDs of the messages with this Message-ID in the open folder.
+pub async fn uids_with_message_id<T: ImapIo>(
+    s: &mut async_imap::Session<T>,
+    message_id: &str,
+) -> Vec<u32> {
+    let mut uids: Vec<u32> = s
+        .uid_search(format!("HEADER Message-ID \"<{message_id}>\""))
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    uids.sort_unstable();
+    uids
+}
+
+/// The flags of a message of the open folder, sorted, as another client sees them
+/// (`\Recent` belongs to a session, not to the message).
+pub async fn flags_of_uid<T: ImapIo>(s: &mut async_imap::Session<T>, uid: u32) -> Vec<String> {
+    use futures::TryStreamExt;
+    let fetched: Vec<_> = s
+        .uid_fetch(uid.to_string(), "FLAGS")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut flags: Vec<String> = fetched[0]
+        .flags()
+        .map(|f| format!("{f:?}"))
+        .filter(|f| f != "Recent")
+        .collect();
+    flags.sort();
+    flags
+}
+
 /// A mailbox of `count` small messages over INBOX, Sent and Archive from the last 60 days.
 pub fn small_mailbox(owner: &str, count: usize, seed: u64) -> Vec<GeneratedMessage> {
     mailfleet_mailgen::generate(&MailboxSpec {

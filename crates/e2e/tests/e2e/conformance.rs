@@ -4,7 +4,7 @@
 //! `Server`; what a server lacks is skipped by its capabilities, never by its name. (The Gmail
 //! and Graph fakes join with their providers.)
 
-use crate::app::{App, OtherClient, other_client};
+use crate::app::{App, OtherClient, flags_of_uid, other_client, uids_with_message_id};
 use chrono::{DateTime, Duration, Utc};
 use futures::TryStreamExt;
 use mailfleet_provider::ErrorClass;
@@ -112,11 +112,7 @@ impl User {
     /// The UID of the message with this Message-ID in `folder`, selected read-write.
     async fn find(c: &mut OtherClient, folder: &str, message_id: &str) -> Option<u32> {
         c.select(folder).await.unwrap();
-        c.uid_search(format!("HEADER Message-ID \"<{message_id}>\""))
-            .await
-            .unwrap()
-            .into_iter()
-            .next()
+        uids_with_message_id(c, message_id).await.into_iter().next()
     }
 
     async fn store(&self, folder: &str, message_id: &str, change: &str) {
@@ -160,20 +156,8 @@ impl User {
     async fn flags(&self, folder: &str, message_id: &str) -> Option<Vec<String>> {
         let mut c = self.client().await;
         let uid = Self::find(&mut c, &self.server.folder(folder), message_id).await?;
-        let fetched: Vec<_> = c
-            .uid_fetch(uid.to_string(), "FLAGS")
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+        let flags = flags_of_uid(&mut c, uid).await;
         c.logout().await.unwrap();
-        let mut flags: Vec<String> = fetched[0]
-            .flags()
-            .map(|f| format!("{f:?}"))
-            .filter(|f| f != "Recent")
-            .collect();
-        flags.sort();
         Some(flags)
     }
 
@@ -420,11 +404,7 @@ async fn sent_copy(server: Server) {
     let message_id = sent["message_id"].as_str().unwrap();
     let mut c = user.client().await;
     c.examine(server.folder("Sent")).await.unwrap();
-    let copies = c
-        .uid_search(format!("HEADER Message-ID \"<{message_id}>\""))
-        .await
-        .unwrap()
-        .len();
+    let copies = uids_with_message_id(&mut c, message_id).await.len();
     c.logout().await.unwrap();
     assert_eq!(
         copies,

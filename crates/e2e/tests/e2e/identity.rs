@@ -2,7 +2,7 @@
 //! when another mail client moves it to another active folder, in either order of the sync's
 //! folders; moved where no active folder holds it, it goes after one complete sync.
 
-use crate::app::{App, deliver, raw_session};
+use crate::app::{App, deliver, raw_session, uids_with_message_id};
 use mailfleet_testkit::{TestMailbox, count, strings};
 use serde_json::json;
 
@@ -33,12 +33,9 @@ async fn row(app: &App, message_id: &str) -> (i64, Vec<String>, i64) {
 async fn move_elsewhere(mailbox: &TestMailbox, message_id: &str, from: &str, to: &str) {
     let mut s = raw_session(mailbox).await;
     s.select(from).await.unwrap();
-    let uids = s
-        .uid_search(format!("HEADER Message-ID \"<{message_id}>\""))
-        .await
-        .unwrap();
+    let uids = uids_with_message_id(&mut s, message_id).await;
     assert_eq!(uids.len(), 1, "{message_id} in {from}");
-    let uid = uids.into_iter().next().unwrap();
+    let uid = uids[0];
     s.uid_mv(uid.to_string(), to).await.unwrap();
     s.logout().await.unwrap();
 }

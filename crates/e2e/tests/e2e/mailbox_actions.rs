@@ -1,7 +1,7 @@
 //! `POST /v1/mailbox-actions`: what a user does in the CRM shows at once, reaches the mailbox
 //! at the account's next sync (Dovecot here), and is applied once.
 
-use crate::app::{App, deliver, raw_session};
+use crate::app::{App, deliver, flags_of_uid, raw_session, uids_with_message_id};
 use futures::TryStreamExt;
 use mailfleet_testkit::{TestMailbox, count, execute};
 use mailfleet_worker::Outcome;
@@ -23,25 +23,8 @@ async fn act(app: &App, key: Option<&str>, body: Value) -> (u16, Value) {
 async fn server_flags(mailbox: &TestMailbox, folder: &str, message_id: &str) -> Option<String> {
     let mut s = raw_session(mailbox).await;
     s.examine(folder).await.unwrap();
-    let uids = s
-        .uid_search(format!("HEADER Message-ID \"<{message_id}>\""))
-        .await
-        .unwrap();
-    let uid = uids.into_iter().next()?;
-    let fetched: Vec<_> = s
-        .uid_fetch(uid.to_string(), "FLAGS")
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    // \Recent belongs to a session, not to the message.
-    let mut flags: Vec<String> = fetched[0]
-        .flags()
-        .map(|f| format!("{f:?}"))
-        .filter(|f| f != "Recent")
-        .collect();
-    flags.sort();
+    let uid = uids_with_message_id(&mut s, message_id).await.pop()?;
+    let flags = flags_of_uid(&mut s, uid).await;
     s.logout().await.unwrap();
     Some(flags.join(" "))
 }
@@ -50,11 +33,7 @@ async fn server_flags(mailbox: &TestMailbox, folder: &str, message_id: &str) -> 
 async fn copies(mailbox: &TestMailbox, folder: &str, message_id: &str) -> usize {
     let mut s = raw_session(mailbox).await;
     s.examine(folder).await.unwrap();
-    let n = s
-        .uid_search(format!("HEADER Message-ID \"<{message_id}>\""))
-        .await
-        .unwrap()
-        .len();
+    let n = uids_with_message_id(&mut s, message_id).await.len();
     s.logout().await.unwrap();
     n
 }
@@ -208,13 +187,7 @@ async fn a_change_made_meanwhile_elsewhere_or_a_gone_message_is_a_conflict_not_o
     let mut s = raw_session(&mailbox).await;
     s.select("INBOX").await.unwrap();
     for (message_id, change) in [(&a, "+FLAGS (\\Seen)"), (&b, "+FLAGS (\\Deleted)")] {
-        let uid = s
-            .uid_search(format!("HEADER Message-ID \"<{message_id}>\""))
-            .await
-            .unwrap()
-            .into_iter()
-            .next()
-            .unwrap();
+        let uid = uids_with_message_id(&mut s, message_id).await[0];
         let _: Vec<_> = s
             .uid_store(uid.to_string(), change)
             .await
@@ -271,13 +244,7 @@ async fn a_move_interrupted_after_the_server_moved_it_is_applied_once() {
     .await;
     let mut s = raw_session(&mailbox).await;
     s.select("INBOX").await.unwrap();
-    let uid = s
-        .uid_search(format!("HEADER Message-ID \"<{a}>\""))
-        .await
-        .unwrap()
-        .into_iter()
-        .next()
-        .unwrap();
+    let uid = uids_with_message_id(&mut s, &a).await[0];
     s.uid_mv(uid.to_string(), "Archive").await.unwrap();
     s.logout().await.unwrap();
 
